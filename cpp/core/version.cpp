@@ -1,0 +1,5 @@
+#include "profilemate/version.hpp"
+
+namespace profilemate {
+const char* version() noexcept { return PROFILEMATE_VERSION; }
+}  // namespace profilemate

@@ -1,0 +1,1 @@
+"""How ProfileMate gets into a Python process (start-up hook, launcher, vLLM plugin, enable())."""
