@@ -1,0 +1,95 @@
+"""The quick start's main job: profile a short vLLM workload on a tiny local model, print the result.
+
+    python -m profilemate.demo [--model dense|moe] [--dir OUT] [workload options ...]
+
+Runs ``profilemate run --dir OUT -- python -m profilemate.demo.workload ...`` (so the API,
+EngineCore and worker processes are all profiled exactly as a user's would be), then prints what
+vLLM did and what ProfileMate recorded in each process's folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+
+def _csv_rows(path: Path) -> list[dict]:
+    with path.open(newline="") as f:
+        # A killed process may leave a torn last line; csv just yields a short row we skip.
+        rows = list(csv.DictReader(f))
+    return [r for r in rows if None not in r.values()]
+
+
+def summarize_session(session: Path, out=sys.stdout) -> None:
+    """A plain-text view of one session folder (the C++ `profilemate report` supersedes it)."""
+    print(f"\nProfileMate session: {session}", file=out)
+    for proc in sorted(p for p in session.iterdir() if p.is_dir()):
+        files = sorted(proc.iterdir())
+        print(f"  {proc.name}/", file=out)
+        status = proc / "patch_status.json"
+        if status.is_file():
+            try:
+                targets = json.loads(status.read_text()).get("targets", [])
+                by_state: dict[str, int] = {}
+                for t in targets:
+                    by_state[t.get("state", "?")] = by_state.get(t.get("state", "?"), 0) + 1
+                print(f"    probes: {by_state}", file=out)
+            except (OSError, ValueError) as e:
+                print(f"    patch_status.json unreadable: {e}", file=out)
+        for f in files:
+            if f.suffix != ".csv":
+                continue
+            rows = _csv_rows(f)
+            line = f"    {f.name}: {len(rows)} rows"
+            if rows and "operation" in rows[0] and "duration_ms" in rows[0]:
+                ops: dict[str, list[float]] = {}
+                for r in rows:
+                    try:
+                        ops.setdefault(r["operation"], []).append(float(r["duration_ms"]))
+                    except ValueError:
+                        continue
+                parts = []
+                for op, ds in sorted(ops.items()):
+                    ds.sort()
+                    parts.append(f"{op} n={len(ds)} median={ds[len(ds) // 2]:.3f} ms")
+                line += " (" + "; ".join(parts) + ")"
+            print(line, file=out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dir", default=None, help="output folder (default: a new temporary folder)")
+    args, workload_args = ap.parse_known_args(argv)
+    out_dir = Path(args.dir or tempfile.mkdtemp(prefix="profilemate-demo-"))
+    result_json = out_dir / "workload.json"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if "--model" not in workload_args:
+        workload_args = ["--model", "dense", *workload_args]
+    cmd = [
+        sys.executable, "-m", "profilemate.cli", "run", "--dir", str(out_dir), "--",
+        sys.executable, "-m", "profilemate.demo.workload", *workload_args,
+        "--out-json", str(result_json),
+    ]  # fmt: skip
+    print("$ " + " ".join(cmd), flush=True)
+    env = dict(os.environ)
+    env.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # keep the demo's output readable
+    rc = subprocess.call(cmd, env=env)
+    if rc != 0:
+        print(f"the profiled workload failed with exit status {rc}", file=sys.stderr)
+        return rc
+    sessions = sorted(p for p in out_dir.iterdir() if p.is_dir())
+    if not sessions:
+        print(f"no session folder was written under {out_dir}", file=sys.stderr)
+        return 1
+    summarize_session(sessions[-1])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
