@@ -41,7 +41,9 @@ class VllmRun:
 
     def process_dirs(self, prefix: str = "") -> list[Path]:
         assert self.session_dir is not None, "this run was not profiled"
-        return sorted(p for p in self.session_dir.iterdir() if p.is_dir() and p.name.startswith(prefix))
+        return sorted(
+            p for p in self.session_dir.iterdir() if p.is_dir() and p.name.startswith(prefix)
+        )
 
 
 def _profilemate_cli() -> list[str]:
@@ -58,7 +60,14 @@ def run_workload(
     """Run `python -m profilemate.demo.workload ARGS` (under `profilemate run` if profile=True)."""
     workdir.mkdir(parents=True, exist_ok=True)
     out_json = workdir / "workload.json"
-    cmd = [sys.executable, "-m", "profilemate.demo.workload", *workload_args, "--out-json", str(out_json)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "profilemate.demo.workload",
+        *workload_args,
+        "--out-json",
+        str(out_json),
+    ]
     out_dir = workdir / "profile"
     if profile:
         cmd = [*_profilemate_cli(), "run", "--dir", str(out_dir), *profilemate_args, "--", *cmd]
@@ -101,7 +110,11 @@ def vllm_run(tmp_path_factory, tiny_model_dir):
         if key not in cache:
             wd = tmp_path_factory.mktemp("vllm-run")
             cache[key] = run_workload(
-                wd, *workload_args, profile=profile, profilemate_args=tuple(profilemate_args), env=env
+                wd,
+                *workload_args,
+                profile=profile,
+                profilemate_args=tuple(profilemate_args),
+                env=env,
             )
         run = cache[key]
         assert run.returncode == 0, f"workload failed (exit {run.returncode}):\n{run.log[-6000:]}"
