@@ -47,15 +47,16 @@ if [[ ! -x "$PY" || ! -f "$STAMPS/vllm" ]] && (( free_gb < need_gb )); then
 fi
 
 # --- system packages for the C++ tests and benchmarks (Debian's; pinned where the suite depends on the API)
-if [[ ! -f /usr/include/gtest/gtest.h || ! -f /usr/include/benchmark/benchmark.h ]]; then
+if [[ ! -f /usr/include/gtest/gtest.h || ! -f /usr/include/benchmark/benchmark.h ]] || ! command -v clang-format >/dev/null; then
   if [[ $(id -u) -ne 0 ]]; then
-    die "GoogleTest/Google Benchmark headers are missing: run 'sudo apt-get install libgtest-dev libgmock-dev libbenchmark-dev' and then this script again."
+    die "GoogleTest/Google Benchmark headers or clang-format are missing: run 'sudo apt-get install libgtest-dev libgmock-dev libbenchmark-dev clang-format' and then this script again."
   fi
-  say "installing GoogleTest and Google Benchmark (Debian packages)"
+  say "installing GoogleTest, Google Benchmark and clang-format (Debian packages)"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >/dev/null || die "apt-get update failed: the Debian package mirror could not be reached."
-  apt-get install -y -qq libgtest-dev=1.12.1-0.2 libgmock-dev=1.12.1-0.2 libbenchmark-dev=1.7.1-1 >/dev/null ||
-    die "apt-get install of libgtest-dev libgmock-dev libbenchmark-dev failed."
+  apt-get install -y -qq libgtest-dev=1.12.1-0.2 libgmock-dev=1.12.1-0.2 libbenchmark-dev=1.7.1-1 \
+    clang-format=1:14.0-55.7~deb12u1 >/dev/null ||
+    die "apt-get install of libgtest-dev libgmock-dev libbenchmark-dev clang-format failed."
 fi
 
 # --- virtual environment and pinned tools

@@ -7,6 +7,12 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${PROFILEMATE_VENV:-$ROOT/.venv}"
 bash "$ROOT/scripts/setup.sh"
 
+echo "== lint: ruff, clang-format =="
+cd "$ROOT"
+"$VENV/bin/ruff" check src tests bench
+"$VENV/bin/ruff" format --check src tests bench
+find cpp tests/cpp bench \( -name '*.cpp' -o -name '*.hpp' \) -print0 | xargs -0 -r clang-format --dry-run -Werror
+
 echo "== C++ unit tests (GoogleTest) =="
 BUILD="$ROOT/build/cpp-tests"
 "$VENV/bin/cmake" -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_MAKE_PROGRAM="$VENV/bin/ninja" \
