@@ -5,7 +5,7 @@ These are the ground the probe tests stand on: if vLLM produced nothing, they fa
 
 import pytest
 
-from .workloads import DENSE, MOE, PREEMPT
+from .workloads import DENSE, MOE, PREEMPT, WHISPER
 
 pytestmark = pytest.mark.vllm
 
@@ -44,3 +44,14 @@ def test_small_kv_cache_forces_preemption(vllm_run):
     assert run.metrics["vllm:num_preemptions"] > 0
     # vLLM's per-request histogram of preemptions sums to the same total.
     assert run.metrics["vllm:request_num_preemptions:sum"] == run.metrics["vllm:num_preemptions"]
+
+
+def test_whisper_encoder_decoder_generates(vllm_run):
+    run = vllm_run(*WHISPER)
+    assert run.result["encoder_decoder"] is True
+    assert len(run.requests) == 8
+    for r in run.requests:
+        assert len(r["output_token_ids"]) == 16
+        assert all(0 <= t < 640 for t in r["output_token_ids"])  # Whisper vocab incl. specials
+    assert run.metrics["vllm:request_success"] == 8
+    assert run.metrics["vllm:generation_tokens"] == 8 * 16

@@ -148,10 +148,19 @@ def _build(name: str, config: dict, target: Path) -> None:
             raise
 
 
+# Encoder-decoder models with their own generator (processor files, special tokens): demo/encdec.py.
+ENCDEC_MODELS = ("whisper",)
+ALL_MODELS = (*sorted(MODELS), *ENCDEC_MODELS)
+
+
 def ensure_model(name: str, cache_dir: Path | None = None) -> Path:
     """Return the folder of tiny model `name`, generating it on first use."""
+    if name == "whisper":
+        from profilemate.demo.encdec import ensure_encdec
+
+        return ensure_encdec(Path(cache_dir) if cache_dir else default_cache_dir())
     if name not in MODELS:
-        raise ValueError(f"unknown tiny model {name!r}; choose one of {sorted(MODELS)}")
+        raise ValueError(f"unknown tiny model {name!r}; choose one of {list(ALL_MODELS)}")
     config = MODELS[name]()
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     target = cache / f"{name}-{_fingerprint(config)}"
@@ -164,7 +173,7 @@ def ensure_model(name: str, cache_dir: Path | None = None) -> Path:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cache", type=Path, default=None, help="cache folder (default: %(default)s)")
-    ap.add_argument("names", nargs="*", default=sorted(MODELS))
+    ap.add_argument("names", nargs="*", default=list(ALL_MODELS))
     args = ap.parse_args(argv)
     for name in args.names:
         print(f"{name}\t{ensure_model(name, args.cache)}")

@@ -35,6 +35,36 @@ def make_prompts(n: int, min_words: int = 4, max_words: int = 24, seed: int = 0)
     ]
 
 
+AUDIO_RATE = 16000  # the tiny Whisper's feature extractor rate: no resampling library is needed
+WHISPER_DECODER_PROMPT = "<|startoftranscript|><|en|><|transcribe|><|notimestamps|>"
+
+
+def make_audio_prompts(n: int, seed: int = 0) -> list[dict]:
+    """Encoder-decoder prompts: a synthetic sine clip (0.5-1.9 s) per request for the encoder."""
+    import numpy as np
+
+    prompts = []
+    for i in range(n):
+        secs = 0.5 + 0.1 * ((i + seed) % 15)
+        t = np.arange(int(AUDIO_RATE * secs), dtype=np.float32) / AUDIO_RATE
+        clip = (0.3 * np.sin(2 * np.pi * 110.0 * (1 + i % 7) * t)).astype(np.float32)
+        prompts.append(
+            {
+                "encoder_prompt": {"prompt": "", "multi_modal_data": {"audio": (clip, AUDIO_RATE)}},
+                "decoder_prompt": WHISPER_DECODER_PROMPT,
+            }
+        )
+    return prompts
+
+
+def _is_encoder_decoder(model_dir: str) -> bool:
+    try:
+        cfg = json.loads((Path(model_dir) / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(cfg.get("is_encoder_decoder"))
+
+
 def _metrics(llm) -> dict:
     """vLLM's own counters and gauges (needs disable_log_stats=False)."""
     out: dict[str, float] = {}
@@ -66,10 +96,18 @@ def run(args: argparse.Namespace) -> dict:
     )
     if args.max_num_batched_tokens:
         llm_kwargs["max_num_batched_tokens"] = args.max_num_batched_tokens
+    encdec = _is_encoder_decoder(str(args.model))
+    if encdec:
+        # Whisper: one clip per request; the decoder window is max_target_positions (448).
+        llm_kwargs["limit_mm_per_prompt"] = {"audio": 1}
+        llm_kwargs["max_model_len"] = min(args.max_model_len, 448)
     t0 = time.monotonic()
     llm = LLM(**llm_kwargs)
     t1 = time.monotonic()
-    prompts = make_prompts(args.num_prompts, seed=args.seed)
+    if encdec:
+        prompts = make_audio_prompts(args.num_prompts, seed=args.seed)
+    else:
+        prompts = make_prompts(args.num_prompts, seed=args.seed)
     params = SamplingParams(
         max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed, ignore_eos=True
     )
@@ -96,6 +134,7 @@ def run(args: argparse.Namespace) -> dict:
         "python": sys.version.split()[0],
         "model": str(args.model),
         "config": {k: v for k, v in llm_kwargs.items() if k != "model"},
+        "encoder_decoder": encdec,
         "num_prompts": len(prompts),
         "init_s": round(t1 - t0, 3),
         "generate_s": round(t2 - t1, 3),
@@ -106,7 +145,9 @@ def run(args: argparse.Namespace) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description="Run a short offline vLLM workload on a tiny model.")
-    ap.add_argument("--model", default="dense", help="a tiny model name (dense, moe) or a path")
+    ap.add_argument(
+        "--model", default="dense", help="a tiny model name (dense, moe, whisper) or a model folder"
+    )
     ap.add_argument("--num-prompts", type=int, default=32)
     ap.add_argument("--max-tokens", type=int, default=16)
     ap.add_argument("--max-model-len", type=int, default=512)
