@@ -1,13 +1,65 @@
-// profilemate._core: a table of bindings, no logic.
+// profilemate._core: a table of bindings, no logic. The contract is docs/CORE_API.md.
 #include <nanobind/nanobind.h>
+#include <nanobind/stl/map.h>
+#include <nanobind/stl/pair.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/string_view.h>
+#include <nanobind/stl/vector.h>
 
 #include "profilemate/clock.hpp"
+#include "profilemate/engine.hpp"
 #include "profilemate/version.hpp"
+#include "pyext/pyext.hpp"
 
 namespace nb = nanobind;
+namespace pm = profilemate;
+using namespace nb::literals;
+using std::int64_t;
+using std::string;
 
 NB_MODULE(_core, m) {
-  m.doc() = "ProfileMate's C++ core";
-  m.def("version", &profilemate::version, "The package version.");
-  m.def("now_ns", &profilemate::now_ns, "CLOCK_MONOTONIC in nanoseconds (the clock of every event).");
+  m.doc() = "ProfileMate's C++ core: rings, collector, CSV/trace/summary writers.";
+  nb::register_exception_translator(&pm::pyext::translate_errors, nullptr);
+
+  m.def("version", &pm::version, "The package version.");
+  m.def("now_ns", &pm::now_ns, "CLOCK_MONOTONIC in nanoseconds (the clock of every event).");
+
+  // Session.
+  m.def("start", nb::overload_cast<string, string, int64_t, int64_t, bool, int64_t>(&pm::start),
+        "session_dir"_a, "label"_a, nb::kw_only(), "ring_capacity"_a = 65536,
+        "flush_interval_ms"_a = 100, "trace"_a = true, "session_start_ns"_a = 0,
+        "Create <session_dir>/<label>-<pid>/, start the collector; returns the process dir.");
+  m.def("stop", &pm::stop, nb::call_guard<nb::gil_scoped_release>(),
+        "Drain, write the remaining rows and summary.json, close the trace. Idempotent.");
+  m.def("flush", &pm::flush, nb::call_guard<nb::gil_scoped_release>(),
+        "Return once everything recorded before the call is written.");
+  m.def("enabled", &pm::enabled, "True while the core records.");
+  m.def("process_dir", &pm::process_dir, "The process dir of the running session, or ''.");
+
+  // Tables and strings.
+  m.def("define_table", &pm::define_table, "name"_a, "columns"_a,
+        "Declare <process dir>/<name>.csv; columns are (header, source) pairs.");
+  m.def("intern", &pm::intern, "s"_a, "A stable id (> 0) for a string; 0 is ''.");
+
+  // Recording (hot path).
+  m.def("record_span", &pm::record_span, "table"_a, "name"_a, "start_ns"_a, "dur_ns"_a,
+        "step"_a = int64_t{-1}, "ctx"_a = 0u, "a0"_a = 0.0, "a1"_a = 0.0, "a2"_a = 0.0,
+        "a3"_a = 0.0, "Record a complete span.");
+  m.def("record_instant", &pm::record_instant, "table"_a, "name"_a, "ts_ns"_a,
+        "step"_a = int64_t{-1}, "ctx"_a = 0u, "a0"_a = 0.0, "a1"_a = 0.0, "a2"_a = 0.0,
+        "a3"_a = 0.0, "Record an instant event.");
+  m.def("record_counter", &pm::record_counter, "table"_a, "name"_a, "ts_ns"_a, "value"_a,
+        "step"_a = int64_t{-1}, "ctx"_a = 0u, "Record a counter sample (value lands in a0).");
+
+  // Step id.
+  m.def("set_step", &pm::set_step, "step"_a, "Set the process's current engine step.");
+  m.def("current_step", &pm::current_step, "The process's current engine step (-1 = none).");
+
+  // Timing wrapper.
+  m.def("timed", &pm::pyext::timed, "fn"_a, "table"_a, "name"_a, "ctx"_a = 0u,
+        "Wrap fn: call it exactly once, record a span (table, name, start, duration, step, ctx).");
+  m.attr("TimedCallable") = pm::pyext::timed_type();
+
+  // Introspection.
+  m.def("stats", &pm::pyext::stats_dict, "Counters as of the last drain cycle.");
 }

@@ -1,0 +1,156 @@
+// The public C++ API of the event engine: one session per process, tables, interned strings, the
+// step id and the recording hot path. docs/CORE_API.md is the Python-facing contract built on it.
+//
+// Hot path (record_*): one relaxed load of the session epoch, two thread-local loads, a ring
+// reservation and a 64-byte store. No allocation (except a thread's first event of a session,
+// which creates its ring), no formatting, no locks, never blocks.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "profilemate/event.hpp"
+#include "profilemate/ring.hpp"
+
+namespace profilemate {
+
+// An OS-level failure naming the file or folder; the Python binding raises OSError from it.
+class OsError : public std::runtime_error {
+ public:
+  OsError(int err, std::string path, const std::string& what)
+      : std::runtime_error(what), err_(err), path_(std::move(path)) {}
+  int err() const noexcept { return err_; }
+  const std::string& path() const noexcept { return path_; }
+
+ private:
+  int err_;
+  std::string path_;
+};
+
+struct StartOptions {
+  std::string session_dir;
+  std::string label;
+  std::int64_t ring_capacity = 65536;    // events per thread; power of two in [64, 2^24]
+  std::int64_t flush_interval_ms = 100;  // 1..1000 (rows must reach disk within a second)
+  bool trace = true;
+  std::int64_t session_start_ns = 0;  // 0 = now
+};
+
+inline constexpr std::int64_t kMinRingCapacity = 64;
+inline constexpr std::int64_t kMaxRingCapacity = std::int64_t{1} << 24;
+inline constexpr std::int64_t kMaxFlushIntervalMs = 1000;
+
+// Starts the session: creates <session_dir>/<label>-<pid>/, the collector thread, the signal,
+// fork and exit hooks. Returns the process dir. Throws std::invalid_argument (bad option),
+// OsError (directory not creatable/writable; recording stays off), std::runtime_error (already
+// running).
+std::string start(const StartOptions& options);
+std::string start(std::string session_dir, std::string label, std::int64_t ring_capacity,
+                  std::int64_t flush_interval_ms, bool trace, std::int64_t session_start_ns);
+// Drains every ring, writes the remaining rows, summary.json and closes the trace. Idempotent.
+void stop() noexcept;
+// Returns once everything recorded before the call has been handed to the kernel.
+void flush() noexcept;
+// True while a session records (false before start, after stop, after a write error).
+bool enabled() noexcept;
+std::string process_dir();
+
+std::uint32_t define_table(std::string_view name,
+                           const std::vector<std::pair<std::string, std::string>>& columns);
+std::uint32_t intern(std::string_view s);
+
+struct Stats {
+  std::uint64_t recorded = 0;      // events accepted into rings this session
+  std::uint64_t dropped = 0;       // events refused by a full ring
+  std::uint64_t written_rows = 0;  // CSV rows formatted and handed to write(2)
+  std::uint64_t rings = 0;         // live per-thread rings
+  std::uint64_t ring_capacity = 0;
+  std::uint64_t write_errors = 0;
+  std::uint64_t invalid_events = 0;  // recorded against an undefined table id
+  std::uint64_t cycles = 0;          // collector drain cycles this session
+  std::map<std::string, std::uint64_t> dropped_by_table;
+};
+// As of the last drain cycle; call flush() first for numbers that include every prior record.
+Stats stats();
+
+namespace detail {
+// Hot-path state, defined in engine.cpp.
+//
+// g_epoch identifies the running session; 0 means "not recording" (before start, after stop,
+// after a write error). A thread whose tls_epoch differs from it takes the slow path once: it
+// retires its previous ring (only the owning thread ever retires its ring, so no ring is freed
+// under a producer) and registers a new one sized for this session.
+//
+// The thread-locals use the initial-exec TLS model so the Python extension (a dlopen'ed shared
+// object) reads them with %fs-relative loads instead of __tls_get_addr calls; 12 bytes, well
+// inside glibc's static TLS reserve for dlopen.
+extern std::atomic<std::uint32_t> g_epoch;
+extern std::atomic<std::int64_t> g_step;
+extern std::atomic<std::uint64_t> g_invalid_table;
+[[gnu::tls_model("initial-exec")]] extern constinit thread_local Ring* tls_ring;
+[[gnu::tls_model("initial-exec")]] extern constinit thread_local std::uint32_t tls_epoch;
+// Registers a new ring for the calling thread in session `epoch`, retiring its old one; nullptr
+// if it cannot (thread exiting, out of memory).
+Ring* register_thread(std::uint32_t epoch) noexcept;
+}  // namespace detail
+
+inline bool recording() noexcept { return detail::g_epoch.load(std::memory_order_relaxed) != 0; }
+
+inline void set_step(std::int64_t step) noexcept {
+  detail::g_step.store(step, std::memory_order_relaxed);
+}
+inline std::int64_t current_step() noexcept {
+  return detail::g_step.load(std::memory_order_relaxed);
+}
+
+// Records one event into the calling thread's ring (dropped and counted when it is full).
+inline void record(EventKind kind, std::uint32_t table, std::uint32_t name, std::int64_t ts_ns,
+                   std::int64_t dur_ns, std::int64_t step, std::uint32_t ctx, double a0, double a1,
+                   double a2, double a3) noexcept {
+  const std::uint32_t epoch = detail::g_epoch.load(std::memory_order_relaxed);
+  if (epoch == 0) return;
+  if (table >= kMaxTables) [[unlikely]] {
+    detail::g_invalid_table.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  Ring* ring = detail::tls_ring;
+  if (detail::tls_epoch != epoch) [[unlikely]] {
+    ring = detail::register_thread(epoch);
+    if (ring == nullptr) return;
+  }
+  Event* e = ring->try_reserve(table);
+  if (e == nullptr) return;
+  e->ts_ns = ts_ns;
+  e->dur_ns = dur_ns;
+  e->args[0] = a0;
+  e->args[1] = a1;
+  e->args[2] = a2;
+  e->args[3] = a3;
+  e->name = name;
+  e->ctx = ctx;
+  e->meta = Event::pack_meta(step, table, kind);
+  ring->publish();
+}
+
+inline void record_span(std::uint32_t table, std::uint32_t name, std::int64_t start_ns,
+                        std::int64_t dur_ns, std::int64_t step = -1, std::uint32_t ctx = 0,
+                        double a0 = 0, double a1 = 0, double a2 = 0, double a3 = 0) noexcept {
+  record(EventKind::kSpan, table, name, start_ns, dur_ns, step, ctx, a0, a1, a2, a3);
+}
+inline void record_instant(std::uint32_t table, std::uint32_t name, std::int64_t ts_ns,
+                           std::int64_t step = -1, std::uint32_t ctx = 0, double a0 = 0,
+                           double a1 = 0, double a2 = 0, double a3 = 0) noexcept {
+  record(EventKind::kInstant, table, name, ts_ns, 0, step, ctx, a0, a1, a2, a3);
+}
+inline void record_counter(std::uint32_t table, std::uint32_t name, std::int64_t ts_ns,
+                           double value, std::int64_t step = -1, std::uint32_t ctx = 0) noexcept {
+  record(EventKind::kCounter, table, name, ts_ns, 0, step, ctx, value, 0, 0, 0);
+}
+
+}  // namespace profilemate

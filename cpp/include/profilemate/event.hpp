@@ -1,0 +1,51 @@
+// The event model: one fixed-size, trivially copyable 64-byte record per event.
+//
+// Why 64 bytes: one cache line per slot, so a producer writing slot i never shares a line with the
+// collector reading slot i-1 (no false sharing inside the ring), and a copy is four 16-byte moves.
+// Everything variable-length (names, contexts, string arguments) is an interned id (interner.hpp):
+// the hot path copies numbers only. The thread id is not in the record: every ring belongs to one
+// thread, so the collector stamps the ring's tid; the pid is per process.
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+
+namespace profilemate {
+
+enum class EventKind : std::uint8_t {
+  kSpan = 0,     // complete span: ts_ns = start, dur_ns = duration (trace "ph":"X")
+  kInstant = 1,  // a point in time (trace "ph":"i")
+  kCounter = 2,  // a sampled value in args[0] (trace "ph":"C")
+};
+
+// Tables are the CSV files of one process; the id fits in 8 bits (see kMaxTables).
+inline constexpr std::uint32_t kMaxTables = 256;
+
+struct Event {
+  std::int64_t ts_ns;   // CLOCK_MONOTONIC nanoseconds (start of a span)
+  std::int64_t dur_ns;  // span duration; 0 for instants and counters
+  double args[4];       // a0..a3; a slot may also carry an interned string id (s0..s3 columns)
+  std::uint32_t name;   // interned id
+  std::uint32_t ctx;    // interned id, 0 = none
+  // step (48-bit signed) << 16 | table << 8 | kind. Packed by hand rather than with bitfields so
+  // the layout does not depend on the ABI's bitfield rules. 48 bits hold 1.4e14 steps.
+  std::uint64_t meta;
+
+  static constexpr std::uint64_t pack_meta(std::int64_t step, std::uint32_t table,
+                                           EventKind kind) noexcept {
+    return (static_cast<std::uint64_t>(step) << 16) |
+           (static_cast<std::uint64_t>(table & 0xffu) << 8) | static_cast<std::uint64_t>(kind);
+  }
+  // Arithmetic right shift of a signed value is defined in C++20, so -1 round-trips.
+  constexpr std::int64_t step() const noexcept { return static_cast<std::int64_t>(meta) >> 16; }
+  constexpr std::uint32_t table() const noexcept {
+    return static_cast<std::uint32_t>((meta >> 8) & 0xffu);
+  }
+  constexpr EventKind kind() const noexcept { return static_cast<EventKind>(meta & 0xffu); }
+};
+
+static_assert(sizeof(Event) == 64, "an Event must be exactly one cache line");
+static_assert(std::is_trivially_copyable_v<Event>);
+static_assert(std::is_standard_layout_v<Event>);
+
+}  // namespace profilemate

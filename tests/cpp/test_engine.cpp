@@ -1,0 +1,239 @@
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+#include <vector>
+
+#include "json_check.hpp"
+#include "profilemate/clock.hpp"
+#include "profilemate/engine.hpp"
+#include "test_util.hpp"
+
+namespace pm = profilemate;
+using pmtest::lines_of;
+using pmtest::read_file;
+
+namespace {
+
+std::uint32_t ops_table() {
+  return pm::define_table("cpu_operations_timing", {{"timestamp_sec", "ts_sec"},
+                                                    {"operation", "name"},
+                                                    {"duration_ms", "dur_ms"},
+                                                    {"context", "ctx"},
+                                                    {"step", "step"}});
+}
+
+// Checks every line of a trace file the way our readers do: "[" and "]" lines are structure; each
+// other complete line, without its trailing comma, must be one JSON object.
+std::size_t check_trace_lines(const std::string& text) {
+  std::size_t events = 0;
+  for (std::string line : lines_of(text)) {
+    if (line == "[" || line == "]") continue;
+    if (!line.empty() && line.back() == ',') line.pop_back();
+    EXPECT_TRUE(pmtest::is_valid_json(line)) << line;
+    EXPECT_EQ(line.front(), '{');
+    ++events;
+  }
+  return events;
+}
+
+}  // namespace
+
+TEST(Engine, WritesCsvTraceAndSummary) {
+  pmtest::TempDir tmp;
+  const std::int64_t t0 = pm::now_ns();
+  const std::string dir = pm::start(tmp.path(), "worker", 1024, 20, true, t0);
+  EXPECT_EQ(dir, tmp.path() + "/worker-" + std::to_string(::getpid()));
+  EXPECT_TRUE(pm::enabled());
+  const auto table = ops_table();
+  const auto all = pm::define_table("all_sources", {{"ts", "ts_sec"},
+                                                    {"end", "end_sec"},
+                                                    {"ms", "dur_ms"},
+                                                    {"us", "dur_us"},
+                                                    {"step", "step"},
+                                                    {"name", "name"},
+                                                    {"ctx", "ctx"},
+                                                    {"a0", "a0"},
+                                                    {"a1", "a1"},
+                                                    {"a2", "a2"},
+                                                    {"a3", "a3"},
+                                                    {"s0", "s0"},
+                                                    {"pid", "pid"},
+                                                    {"tid", "tid"}});
+  const auto fwd = pm::intern("forward");
+  const auto tricky = pm::intern("decode, \"fast\"\npath");
+  pm::record_span(table, fwd, t0 + 1'500'000'000, 2'345'678, 7, tricky);
+  pm::record_span(table, fwd, t0 + 2'000'000'000, 1'000'000);  // no step, no ctx
+  pm::record_span(all, fwd, t0 + 1'000'000, 2'500, 3, tricky, 42, 0.25, -1, 1e20);
+  pm::record_instant(all, pm::intern("preempted"), t0 + 5'000'000, 4, 0,
+                     static_cast<double>(pm::intern("req-1")));
+  pm::record_counter(all, pm::intern("kv_usage"), t0 + 6'000'000, 0.75, 5);
+  // Rows of one thread keep their order; across threads they do not, so the second thread
+  // writes to a table of its own.
+  const auto other = pm::define_table("other_thread", {{"step", "step"}, {"tid", "tid"}});
+  std::thread([&] { pm::record_span(other, fwd, t0, 10, 1); }).join();
+  pm::flush();
+  auto st = pm::stats();
+  EXPECT_EQ(st.recorded, 6u);
+  EXPECT_EQ(st.dropped, 0u);
+  EXPECT_EQ(st.written_rows, 6u);
+  pm::stop();
+  pm::stop();  // idempotent
+  EXPECT_FALSE(pm::enabled());
+
+  const auto ops = lines_of(read_file(dir + "/cpu_operations_timing.csv"));
+  ASSERT_EQ(ops.size(), 1u + 2u + 1u);  // header, 2 rows, one with an embedded newline
+  EXPECT_EQ(ops[0], "timestamp_sec,operation,duration_ms,context,step");
+  EXPECT_EQ(ops[1], "1.500000,forward,2.345678,\"decode, \"\"fast\"\"");
+  EXPECT_EQ(ops[2], "path\",7");
+  EXPECT_EQ(ops[3], "2.000000,forward,1.000000,,");
+  const auto other_rows = lines_of(read_file(dir + "/other_thread.csv"));
+  ASSERT_EQ(other_rows.size(), 2u);
+  EXPECT_EQ(other_rows[1].substr(0, 2), "1,");
+  EXPECT_NE(other_rows[1], "1," + std::to_string(::getpid()));  // another thread's tid
+
+  const auto rows = lines_of(read_file(dir + "/all_sources.csv"));
+  ASSERT_GE(rows.size(), 4u);
+  EXPECT_EQ(rows[0], "ts,end,ms,us,step,name,ctx,a0,a1,a2,a3,s0,pid,tid");
+  const std::string pid = std::to_string(::getpid());
+  EXPECT_EQ(rows[3].substr(0, rows[3].find(",,")), "0.005000,0.005000,0.000000,0.000,4,preempted");
+  EXPECT_NE(rows[3].find(",req-1," + pid + ","), std::string::npos) << rows[3];
+
+  const std::string trace = read_file(dir + "/trace.json");
+  EXPECT_TRUE(pmtest::is_valid_json(trace));               // closed by stop(): strict JSON
+  EXPECT_EQ(check_trace_lines(trace), 6u + 1u + 2u + 1u);  // events, process, 2 threads, end
+  EXPECT_NE(trace.find("\"name\":\"process_name\""), std::string::npos);
+  EXPECT_NE(trace.find("\"name\":\"thread_name\""), std::string::npos);
+  EXPECT_NE(trace.find("\"ph\":\"C\""), std::string::npos);
+  EXPECT_NE(trace.find("\"kv_usage\""), std::string::npos);
+
+  const std::string summary = read_file(dir + "/summary.json");
+  EXPECT_TRUE(pmtest::is_valid_json(summary)) << summary;
+  EXPECT_NE(summary.find("\"cpu_operations_timing\": {"), std::string::npos);
+  EXPECT_NE(summary.find("\"forward\": {\"count\": 2, \"kind\": \"span\""), std::string::npos)
+      << summary;
+  EXPECT_NE(summary.find("\"final\": true"), std::string::npos);
+}
+
+TEST(Engine, NoLossBelowCapacityFromManyThreads) {
+  pmtest::TempDir tmp;
+  const std::string dir = pm::start(tmp.path(), "p", 4096, 100, false, 0);
+  const auto table = ops_table();
+  const auto name = pm::intern("op");
+  constexpr int kThreads = 8, kEach = 2000;  // below each thread's ring capacity
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < kEach; ++i) pm::record_span(table, name, pm::now_ns(), i, i);
+    });
+  }
+  for (auto& th : threads) th.join();
+  pm::flush();
+  pm::flush();  // the exited threads' rings are drained, then retired
+  const auto st = pm::stats();
+  EXPECT_EQ(st.recorded, static_cast<std::uint64_t>(kThreads * kEach));
+  EXPECT_EQ(st.dropped, 0u);
+  EXPECT_EQ(st.written_rows, st.recorded);
+  // All 8 threads exited, so their rings are freed; only this thread's may remain (earlier tests).
+  EXPECT_EQ(st.rings, pm::detail::tls_ring != nullptr ? 1u : 0u);
+  pm::stop();
+  EXPECT_EQ(lines_of(read_file(dir + "/cpu_operations_timing.csv")).size(), 1u + kThreads * kEach);
+}
+
+TEST(Engine, DropsAreCountedExactlyPerTable) {
+  pmtest::TempDir tmp;
+  const std::string dir = pm::start(tmp.path(), "d", 64, 1000, false, 0);
+  const auto a = ops_table();
+  const auto b = pm::define_table("other", {{"v", "a0"}});
+  const auto name = pm::intern("op");
+  constexpr int kBurst = 5000;  // far above the 64-slot ring: most of it must be dropped
+  std::thread([&] {
+    for (int i = 0; i < kBurst; ++i) pm::record_instant(i % 2 ? a : b, name, pm::now_ns());
+  }).join();
+  pm::flush();
+  pm::flush();
+  const auto st = pm::stats();
+  EXPECT_EQ(st.recorded + st.dropped, static_cast<std::uint64_t>(kBurst));
+  EXPECT_GT(st.dropped, 0u);
+  EXPECT_EQ(st.written_rows, st.recorded);
+  ASSERT_EQ(st.dropped_by_table.size(), 2u);
+  EXPECT_EQ(st.dropped_by_table.at("cpu_operations_timing") + st.dropped_by_table.at("other"),
+            st.dropped);
+  pm::stop();
+  const std::string summary = read_file(dir + "/summary.json");
+  EXPECT_NE(summary.find("\"dropped\": " + std::to_string(st.dropped)), std::string::npos);
+}
+
+TEST(Engine, BadConfigNamesTheParameter) {
+  pmtest::TempDir tmp;
+  auto message = [&](std::int64_t cap, std::int64_t interval) -> std::string {
+    try {
+      pm::start(tmp.path(), "x", cap, interval, true, 0);
+    } catch (const std::invalid_argument& e) {
+      return e.what();
+    }
+    pm::stop();
+    return "";
+  };
+  EXPECT_NE(message(-1, 100).find("ring_capacity must be a power of two"), std::string::npos);
+  EXPECT_NE(message(0, 100).find("ring_capacity"), std::string::npos);
+  EXPECT_NE(message(1000, 100).find("(got 1000)"), std::string::npos);
+  EXPECT_NE(message(1024, 0).find("flush_interval_ms must be an integer from 1 to 1000"),
+            std::string::npos);
+  EXPECT_NE(message(1024, -5).find("flush_interval_ms"), std::string::npos);
+  EXPECT_FALSE(pm::enabled());
+}
+
+TEST(Engine, UnwritableDirRaisesOsErrorAndStaysOff) {
+  pmtest::TempDir tmp;
+  const std::string blocker = tmp.path() + "/a-file";
+  std::ofstream(blocker) << "x";
+  try {
+    pm::start(blocker + "/session", "w", 1024, 100, true, 0);
+    FAIL() << "expected OsError";
+  } catch (const pm::OsError& e) {
+    EXPECT_EQ(e.err(), ENOTDIR);
+    EXPECT_NE(std::string(e.what()).find(blocker + "/session/w-"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(pm::enabled());
+  pm::record_span(ops_table(), 1, 0, 0);  // a no-op, not a crash
+  EXPECT_EQ(pm::process_dir(), "");
+}
+
+TEST(Engine, SecondStartIsAnErrorUntilStop) {
+  pmtest::TempDir tmp;
+  pm::start(tmp.path(), "s", 1024, 100, false, 0);
+  EXPECT_THROW(pm::start(tmp.path(), "s", 1024, 100, false, 0), std::runtime_error);
+  pm::stop();
+  EXPECT_NO_THROW(pm::start(tmp.path(), "s2", 1024, 100, false, 0));
+  pm::stop();
+}
+
+TEST(Engine, RestartDoesNotReplayOldEvents) {
+  pmtest::TempDir tmp;
+  const auto table = ops_table();
+  const auto dir1 = pm::start(tmp.path(), "r1", 1024, 100, false, 0);
+  pm::record_span(table, pm::intern("a"), pm::now_ns(), 1);
+  pm::stop();
+  const auto dir2 = pm::start(tmp.path(), "r2", 1024, 100, false, 0);
+  pm::record_span(table, pm::intern("b"), pm::now_ns(), 1);
+  pm::flush();
+  EXPECT_EQ(pm::stats().recorded, 1u);
+  pm::stop();
+  EXPECT_EQ(lines_of(read_file(dir1 + "/cpu_operations_timing.csv")).size(), 2u);
+  const auto rows = lines_of(read_file(dir2 + "/cpu_operations_timing.csv"));
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_NE(rows[1].find(",b,"), std::string::npos);
+}
+
+TEST(Engine, UndefinedTableIsCountedNotWritten) {
+  pmtest::TempDir tmp;
+  pm::start(tmp.path(), "u", 1024, 100, false, 0);
+  pm::record_span(250, 1, 0, 0);   // id below the limit but never defined
+  pm::record_span(9999, 1, 0, 0);  // beyond the limit
+  pm::flush();
+  EXPECT_EQ(pm::stats().invalid_events, 2u);
+  EXPECT_EQ(pm::stats().written_rows, 0u);
+  pm::stop();
+}
