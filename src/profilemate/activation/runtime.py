@@ -1,0 +1,346 @@
+"""The per-process state machine behind every activation path.
+
+    off --arm()--> armed (watchdog installed, waiting for ``import vllm``) --> active
+                     \\--(force / enable() / vLLM already imported)----------^
+    active --deactivate()--> off;   any start-up error --> failed (host untouched)
+
+Every path (the .pth start-up hook, the ``profilemate run`` sitecustomize, the vLLM plugin,
+``profilemate.enable()``) ends in :meth:`Runtime.arm`; the first one wins, the rest are no-ops.
+"""
+
+from __future__ import annotations
+
+# _thread, not threading: threading imports functools/collections, ~7 ms at every interpreter
+# start with PROFILEMATE=1, for a lock.
+import _thread
+import os
+from types import ModuleType
+
+from profilemate import _log
+from profilemate._log import log
+from profilemate.config import Config
+from profilemate.hooks.watchdog import get_watchdog
+
+OFF, ARMED, ACTIVE, FAILED = "off", "armed", "active", "failed"
+TRIGGER_MODULE = "vllm"
+
+
+class Runtime:
+    def __init__(self) -> None:
+        self._lock = _thread.RLock()
+        self.state = OFF
+        self.config: Config | None = None
+        self.activation: str | None = None  # which path armed us: pth, run, plugin, enable
+        self.reason: str | None = None  # why this process counts as vLLM
+        self.role_hint: str | None = None
+        self.label: str | None = None
+        self.session = None
+        self.process_dir: str | None = None
+        self.error: str | None = None
+        self.registry = None
+        self._core = None
+        self._watchdog = get_watchdog()
+        self._fork_hooks = False
+
+    # --- arming -------------------------------------------------------------------------------
+    def arm(self, config: Config, activation: str, *, role_hint: str | None = None) -> str:
+        """Install the watchdog; start now if forced or vLLM is already imported. Returns the state."""
+        with self._lock:
+            if self.state in (ARMED, ACTIVE):
+                if role_hint and not self.role_hint:
+                    self.role_hint = role_hint
+                return self.state
+            self.config, self.activation, self.role_hint = config, activation, role_hint
+            self.error = None
+            self._watchdog.install()
+            self.state = ARMED
+            self._install_fork_hooks()
+            if config.mode == "force":
+                self.activate("forced")
+                if self.state != ACTIVE:
+                    return self.state
+        # Outside the lock: registering runs the trigger at once when vllm is already imported
+        # (armed: activate now; forced: tell the registry which vLLM this is).
+        self._watchdog.register(TRIGGER_MODULE, self._on_vllm_imported)
+        return self.state
+
+    def _on_vllm_imported(self, module: ModuleType) -> None:
+        with self._lock:
+            if self.state == ACTIVE and self.registry is not None:
+                # Forced start before vLLM was imported: now its version is known.
+                from profilemate.activation.session import vllm_version
+
+                self.registry.set_vllm_version(vllm_version())
+                return
+            if self.state != ARMED:
+                return
+        from profilemate.activation.detect import argv_says_vllm
+
+        self.activate(argv_says_vllm() or "imports vllm")
+
+    # --- activation ---------------------------------------------------------------------------
+    def activate(self, reason: str) -> str | None:
+        """Start the session, the core and the registry. Never raises; returns the process dir."""
+        with self._lock:
+            if self.state == ACTIVE:
+                return self.process_dir
+            if self.config is None:
+                return None
+            try:
+                return self._activate(reason)
+            except OSError as e:
+                path = e.filename or self.config.dir
+                if not self.config.session_dir:
+                    # This process would have created the session: its children (EngineCore,
+                    # workers) inherit "off" instead of each repeating the same warning.
+                    os.environ["PROFILEMATE"] = "0"
+                self._fail(
+                    f"cannot write profiling output to {path} ({e.strerror or e}); set PROFILEMATE_DIR "
+                    f"to a writable folder. Profiling is off for this process; vLLM runs normally."
+                )
+            except Exception as e:
+                self._fail(
+                    f"could not start ({type(e).__name__}: {e}); profiling is off for this process, "
+                    f"vLLM runs normally"
+                )
+                log.debug("start-up failure", exc_info=True)
+            return None
+
+    def _activate(self, reason: str) -> str:
+        from profilemate import _core
+        from profilemate.activation import detect, session
+        from profilemate.probes import targets_for
+        from profilemate.probes.recorder import CoreRecorder
+        from profilemate.probes.registry import Registry
+
+        cfg = self.config
+        _log.configure(cfg.log)
+        from profilemate.probes import guard
+
+        guard.set_fault_injection(cfg.fault_inject)
+        missing = [f for f in ("start", "stop", "timed", "define_table") if not hasattr(_core, f)]
+        if missing:
+            raise RuntimeError(
+                f"profilemate._core lacks {', '.join(missing)} (rebuild the package)"
+            )
+        sess = session.join_or_create(cfg)
+        label = detect.process_role(hint=self.role_hint)
+        if sess.created:
+            session.write_metadata(
+                sess, cfg, activation=self.activation, reason=reason, label=label
+            )
+            session.export(sess)
+        process_dir = _core.start(
+            sess.dir,
+            label,
+            ring_capacity=cfg.ring_capacity,
+            flush_interval_ms=cfg.flush_interval_ms,
+            trace=cfg.trace,
+            session_start_ns=sess.start_ns,
+        )
+        self._core = _core
+        self.session, self.label, self.process_dir, self.reason = sess, label, process_dir, reason
+        self.state = ACTIVE
+        self.registry = Registry(
+            targets_for(cfg.probes),
+            CoreRecorder(_core),
+            watchdog=self._watchdog,
+            vllm_version=session.vllm_version(),
+            on_change=self.write_patch_status,
+        )
+        self._watchdog.install()
+        self.registry.activate()
+        self._register_exit()
+        self._install_mp_fork_hook()
+        log.info("%s: profiling into %s", label, process_dir)
+        log.debug(
+            "activation=%s reason=%s session=%s created=%s",
+            self.activation,
+            reason,
+            sess.dir,
+            sess.created,
+        )
+        return process_dir
+
+    def _fail(self, message: str) -> None:
+        self.error = message
+        _log.notice(message)
+        self._teardown()
+        self.state = FAILED
+
+    def _teardown(self) -> None:
+        if self.registry is not None:
+            self.registry.deactivate()
+            self.registry = None
+        self._watchdog.unregister(TRIGGER_MODULE, self._on_vllm_imported)
+        if self._core is not None:
+            try:
+                self._core.stop()
+            except Exception:
+                log.debug("core stop failed", exc_info=True)
+            self._core = None
+
+    def deactivate(self) -> None:
+        """Unpatch everything, flush and stop the core. Idempotent."""
+        with self._lock:
+            if self.state == OFF:
+                return
+            self._teardown()
+            self.state = OFF
+            self.process_dir = None
+
+    # --- status -------------------------------------------------------------------------------
+    def status(self) -> dict:
+        with self._lock:
+            return {
+                "state": self.state,
+                "activation": self.activation,
+                "reason": self.reason,
+                "label": self.label,
+                "pid": os.getpid(),
+                "session_dir": self.session.dir if self.session else None,
+                "process_dir": self.process_dir,
+                "vllm_version": self.registry.vllm_version if self.registry else None,
+                "error": self.error,
+                "targets": self.registry.status() if self.registry else [],
+            }
+
+    def write_patch_status(self) -> None:
+        if self.process_dir is None:
+            return
+        from profilemate.activation.session import write_json_atomic
+
+        try:
+            write_json_atomic(os.path.join(self.process_dir, "patch_status.json"), self.status())
+        except OSError as e:
+            log.warning("cannot write patch_status.json in %s: %s", self.process_dir, e)
+
+    def flush(self) -> None:
+        with self._lock:
+            if self.state == ACTIVE and self._core is not None:
+                self.write_patch_status()
+                self._core.flush()
+
+    # --- exit ---------------------------------------------------------------------------------
+    def _register_exit(self) -> None:
+        """Write the last rows at exit. Idempotent per process.
+
+        ``atexit`` covers the main process and spawned children (``spawn_main`` ends in
+        ``sys.exit``); multiprocessing *fork* children leave through ``os._exit`` and only run
+        multiprocessing's own finalizers, hence the ``Finalize`` (its registry is cleared in every
+        new child, so this is called again after a fork). Low priority: after children are joined.
+        """
+        pid = os.getpid()
+        if getattr(self, "_exit_pid", None) == pid:
+            return
+        self._exit_pid = pid
+        import atexit
+
+        atexit.register(self._at_exit)
+        try:
+            from multiprocessing import util
+
+            util.Finalize(None, self._at_exit, exitpriority=-100)
+        except Exception:
+            log.debug("multiprocessing finalizer not installed", exc_info=True)
+
+    def _at_exit(self) -> None:
+        if self.state != ACTIVE or getattr(self, "_exited_pid", None) == os.getpid():
+            return
+        self._exited_pid = os.getpid()
+        try:
+            self.write_patch_status()
+            if self._core is not None:
+                self._core.stop()
+        except Exception:
+            log.debug("stop at exit failed", exc_info=True)
+
+    # --- fork ---------------------------------------------------------------------------------
+    def _install_fork_hooks(self) -> None:
+        if self._fork_hooks or not hasattr(os, "register_at_fork"):
+            return
+        self._fork_hooks = True
+        os.register_at_fork(after_in_child=self._after_fork_child)
+
+    def _install_mp_fork_hook(self) -> None:
+        # At activation, not at arming: importing multiprocessing costs ~10 ms, and an armed process
+        # that forks children before it activates needs nothing (each child activates itself).
+        # The registry of after-fork hooks is inherited by fork children, so once is enough.
+        if getattr(self, "_mp_hook", False):
+            return
+        self._mp_hook = True
+        try:
+            from multiprocessing import util
+
+            util.register_after_fork(self, Runtime._after_mp_fork)
+        except Exception:
+            log.debug("multiprocessing after-fork hook not installed", exc_info=True)
+
+    def _after_fork_child(self) -> None:
+        # The core's pthread_atfork handler already gave this child <label>-<childpid>/ and a fresh
+        # collector; follow it. (multiprocessing children are relabelled in _after_mp_fork.)
+        # Another thread may have held the lock at fork time; the child has only this thread.
+        self._lock = _thread.RLock()
+        if self.registry is not None:
+            self.registry.reset_lock_after_fork()
+        if self.state == ACTIVE and self._core is not None:
+            try:
+                self.process_dir = self._core.process_dir() or self.process_dir
+            except Exception:
+                log.debug("process_dir after fork", exc_info=True)
+
+    def _after_mp_fork(self) -> None:
+        """A multiprocessing child started with fork: now its process name (role) is known.
+
+        multiprocessing runs these after it set ``current_process()`` (BaseProcess._bootstrap), which
+        the plain fork hook cannot see. A child with a new role (e.g. ``VllmWorker-1`` forked from the
+        EngineCore) gets its own folder under its own label.
+        """
+        if self.state != ACTIVE or self._core is None or self.session is None:
+            return
+        try:
+            from profilemate.activation import detect
+
+            label = detect.process_role()
+            if label != self.label:
+                stale = self.process_dir
+                self._core.stop()
+                cfg = self.config
+                self.process_dir = self._core.start(
+                    self.session.dir,
+                    label,
+                    ring_capacity=cfg.ring_capacity,
+                    flush_interval_ms=cfg.flush_interval_ms,
+                    trace=cfg.trace,
+                    session_start_ns=self.session.start_ns,
+                )
+                self.label = label
+                _remove_if_no_data(stale)
+            self._register_exit()
+            self.write_patch_status()
+            log.info("%s: profiling into %s", self.label, self.process_dir)
+        except Exception as e:
+            self._fail(f"could not start in a forked child ({type(e).__name__}: {e})")
+
+
+def _remove_if_no_data(path: str | None) -> None:
+    """Drop the folder the core opened for a forked child under its parent's label, if it holds no rows."""
+    if not path or not os.path.isdir(path):
+        return
+    names = set(os.listdir(path))
+    if not any(n.endswith(".csv") for n in names):
+        import shutil
+
+        shutil.rmtree(path, ignore_errors=True)
+
+
+_runtime: Runtime | None = None
+_runtime_lock = _thread.allocate_lock()
+
+
+def get() -> Runtime:
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            _runtime = Runtime()
+        return _runtime

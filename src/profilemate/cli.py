@@ -1,0 +1,149 @@
+"""``profilemate run | doctor``: the launcher and the diagnostics.
+
+``profilemate run [options] -- command ...`` puts the bootstrap folder first on PYTHONPATH, passes the
+options as PROFILEMATE_* variables and ``exec``s the command, so the command and every Python child it
+starts (vLLM's EngineCore and workers, spawned or forked) are profiled into one session.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from profilemate import config
+from profilemate._version import __version__
+
+RAY_PREFIXES = "VLLM_RAY_EXTRA_ENV_VAR_PREFIXES_TO_COPY"
+
+
+def bootstrap_dir() -> str:
+    return str(Path(__file__).resolve().parent / "activation" / "bootstrap")
+
+
+def _append_csv(existing: str | None, item: str) -> str:
+    parts = [p.strip() for p in (existing or "").split(",") if p.strip()]
+    if item not in parts:
+        parts.append(item)
+    return ",".join(parts)
+
+
+def launch_env(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment ``run`` execs the command with (pure: tested without exec)."""
+    env = dict(environ)
+    # A fresh run is a fresh session, even when launched from inside a profiled process.
+    env.pop(config.ENV_SESSION_DIR, None)
+    env.pop(config.ENV_SESSION_START_NS, None)
+    env["PROFILEMATE"] = "force" if args.force else "1"
+    env[config.ENV_ACTIVATION] = "run"
+    if args.dir is not None:
+        env["PROFILEMATE_DIR"] = str(Path(args.dir).expanduser().absolute())
+    if args.log is not None:
+        env["PROFILEMATE_LOG"] = args.log
+    if args.probes is not None:
+        env["PROFILEMATE_PROBES"] = args.probes
+    if args.fault_inject:
+        env["PROFILEMATE_FAULT_INJECT"] = "1"
+    if args.no_trace:
+        env["PROFILEMATE_TRACE"] = "0"
+    if args.ring_capacity is not None:
+        env["PROFILEMATE_RING_CAPACITY"] = str(args.ring_capacity)
+    if args.flush_ms is not None:
+        env["PROFILEMATE_FLUSH_MS"] = str(args.flush_ms)
+    boot = bootstrap_dir()
+    rest = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != boot]
+    env["PYTHONPATH"] = os.pathsep.join([boot, *rest])
+    # Ray workers get only the variables vLLM copies (vllm/ray/ray_env.py, vLLM 0.32.0): add our
+    # prefix to the user's list instead of replacing it.
+    env[RAY_PREFIXES] = _append_csv(env.get(RAY_PREFIXES), "PROFILEMATE_")
+    return env
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        print(
+            "profilemate run: no command given (usage: profilemate run [options] -- command ...)",
+            file=sys.stderr,
+        )
+        return 2
+    env = launch_env(args, os.environ)
+    try:
+        config.load(env)  # refuse bad options here rather than in every child process
+    except config.ConfigError as e:
+        print(f"profilemate run: {e}", file=sys.stderr)
+        return 2
+    try:
+        os.execvpe(command[0], command, env)
+    except FileNotFoundError:
+        print(f"profilemate run: command not found: {command[0]}", file=sys.stderr)
+        return 127
+    except PermissionError:
+        print(f"profilemate run: not executable: {command[0]}", file=sys.stderr)
+        return 126
+    return 0  # not reached
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from profilemate import doctor
+
+    report = doctor.collect()
+    if args.json:
+        import json
+
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        print(doctor.render(report))
+    return 0 if report["ok"] else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="profilemate", description="Runtime profiler for vLLM.")
+    p.add_argument("--version", action="version", version=f"profilemate {__version__}")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    run = sub.add_parser(
+        "run",
+        help="run a command with profiling in it and every process it starts",
+        usage="profilemate run [options] -- command [args ...]",
+    )
+    run.add_argument("--dir", help=f"output folder (PROFILEMATE_DIR, default {config.DEFAULT_DIR})")
+    run.add_argument("--log", choices=config.LOG_LEVELS, help="PROFILEMATE_LOG (default info)")
+    run.add_argument("--probes", help="'all' or a comma list of: " + ", ".join(config.CATEGORIES))
+    run.add_argument(
+        "--force", action="store_true", help="profile every Python process, not only vLLM ones"
+    )
+    run.add_argument(
+        "--fault-inject", action="store_true", help="(tests) make every probe's own code raise"
+    )
+    run.add_argument("--no-trace", action="store_true", help="do not write trace.json")
+    run.add_argument(
+        "--ring-capacity",
+        type=int,
+        help="events per thread ring, a power of two 64..16777216 (default 65536)",
+    )
+    run.add_argument(
+        "--flush-ms",
+        type=int,
+        help="collector flush interval in ms, 1..1000 (default 100)",
+    )
+    run.add_argument("command", nargs=argparse.REMAINDER)
+    run.set_defaults(func=_cmd_run)
+
+    doc = sub.add_parser("doctor", help="what would be profiled here, and why not")
+    doc.add_argument("--json", action="store_true", help="machine-readable output")
+    doc.set_defaults(func=_cmd_doctor)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

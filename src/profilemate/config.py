@@ -1,0 +1,205 @@
+"""Configuration from ``PROFILEMATE_*`` environment variables (the launcher's options become these).
+
+Every value is validated here, once, so that a typo produces one clear message naming the variable and
+the allowed values -- and profiling stays off while the host (vLLM) runs normally.
+"""
+
+from __future__ import annotations
+
+import os
+
+TYPE_CHECKING = (
+    False  # not `from typing import ...`: typing costs ~10 ms at every interpreter start
+)
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+DEFAULT_DIR = "/tmp/profilemate"
+
+# Variables the first profiled process of a run exports so that every child joins the same session.
+ENV_SESSION_DIR = "PROFILEMATE_SESSION_DIR"
+ENV_SESSION_START_NS = "PROFILEMATE_SESSION_START_NS"
+ENV_ACTIVATION = "PROFILEMATE_ACTIVATION"  # set by `profilemate run`: names the path in metadata
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+_MODES = {
+    **{v: "auto" for v in _TRUE},
+    **{v: "off" for v in _FALSE},
+    "auto": "auto",
+    "force": "force",
+}
+LOG_LEVELS = ("info", "debug", "warning")
+
+# Probe categories the registry knows (one module each under profilemate/probes/).
+CATEGORIES = ("cpu_ops",)
+
+# The seed's variable names, honoured with a one-line notice. vLLM warns about unknown VLLM_*
+# variables since Feb 2026, which is why this project's own names start with PROFILEMATE_.
+ALIASES = {
+    "VLLM_ENABLE_PROFILING": "PROFILEMATE",
+    "VLLM_PROFILING_DIR": "PROFILEMATE_DIR",
+}
+
+
+class ConfigError(ValueError):
+    """A malformed PROFILEMATE_* value; the message names the variable and what is allowed."""
+
+
+_FIELDS = {
+    "mode": "off",  # off | auto (profile processes that turn out to be vLLM) | force (any process)
+    "dir": DEFAULT_DIR,
+    "log": "info",
+    "probes": CATEGORIES,
+    "fault_inject": False,
+    "ring_capacity": 65536,
+    "flush_interval_ms": 100,
+    "trace": True,
+    "session_dir": None,  # inherited from the process that created the session
+    "session_start_ns": None,
+    "notices": (),  # one-line notices (aliases) for the first process to print
+}
+
+
+class Config:
+    """Immutable settings of one process. A plain class, not a dataclass: importing ``dataclasses``
+    (and ``inspect`` behind it) would add ~15 ms to every Python process started with PROFILEMATE=1."""
+
+    __slots__ = tuple(_FIELDS)
+
+    def __init__(self, **values) -> None:
+        unknown = set(values) - set(_FIELDS)
+        if unknown:
+            raise TypeError(f"unknown Config fields: {sorted(unknown)}")
+        for k, default in _FIELDS.items():
+            object.__setattr__(self, k, values.get(k, default))
+
+    def __setattr__(self, k, v):
+        raise AttributeError("Config is immutable; use replace()")
+
+    def replace(self, **changes) -> Config:
+        return Config(**{**{k: getattr(self, k) for k in _FIELDS}, **changes})
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Config) and self.public() == other.public()
+
+    def __repr__(self) -> str:
+        return f"Config({', '.join(f'{k}={getattr(self, k)!r}' for k in _FIELDS)})"
+
+    def public(self) -> dict:
+        """What metadata.json and `profilemate doctor` show."""
+        d = {k: getattr(self, k) for k in _FIELDS if k != "notices"}
+        d["probes"] = list(self.probes)
+        return d
+
+
+def _bad(name: str, value: str, allowed: str) -> ConfigError:
+    return ConfigError(f"{name}={value!r} is not valid (allowed: {allowed})")
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    v = raw.strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise _bad(name, raw, "1, 0, true, false, yes, no, on, off")
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int, upper: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        n = int(raw.strip())
+    except ValueError:
+        raise _bad(name, raw, f"an integer from 1 to {upper}") from None
+    if not 1 <= n <= upper:
+        raise _bad(name, raw, f"an integer from 1 to {upper}")
+    return n
+
+
+def _ring_capacity(env: Mapping[str, str]) -> int:
+    # The core's limits (docs/CORE_API.md): a power of two, 64 bytes per event slot.
+    name, allowed = "PROFILEMATE_RING_CAPACITY", "a power of two from 64 to 16777216"
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return 65536
+    try:
+        n = int(raw.strip())
+    except ValueError:
+        raise _bad(name, raw, allowed) from None
+    if not (64 <= n <= 1 << 24 and n & (n - 1) == 0):
+        raise _bad(name, raw, allowed)
+    return n
+
+
+def parse_mode(raw: str | None, name: str = "PROFILEMATE") -> str:
+    if raw is None:
+        return "off"
+    mode = _MODES.get(raw.strip().lower())
+    if mode is None:
+        raise _bad(
+            name, raw, "1/true/on/auto (profile vLLM processes), force (any process), 0/false/off"
+        )
+    return mode
+
+
+def load(environ: Mapping[str, str] | None = None) -> Config:
+    """Read the configuration; raises ConfigError on the first malformed value."""
+    env = dict(os.environ if environ is None else environ)
+    notices = []
+    for old, new in ALIASES.items():
+        if old in env and new not in env:
+            env[new] = env[old]
+            notices.append(f"{old} is a deprecated alias: use {new}={env[old]}")
+
+    mode = parse_mode(env.get("PROFILEMATE"))
+
+    out_dir = env.get("PROFILEMATE_DIR", "").strip() or DEFAULT_DIR
+
+    log = env.get("PROFILEMATE_LOG", "info").strip().lower() or "info"
+    if log not in LOG_LEVELS:
+        raise _bad("PROFILEMATE_LOG", env["PROFILEMATE_LOG"], ", ".join(LOG_LEVELS))
+
+    raw_probes = env.get("PROFILEMATE_PROBES", "all").strip().lower() or "all"
+    if raw_probes == "all":
+        probes = CATEGORIES
+    else:
+        probes = tuple(p.strip() for p in raw_probes.split(",") if p.strip())
+        unknown = [p for p in probes if p not in CATEGORIES]
+        if unknown or not probes:
+            raise _bad(
+                "PROFILEMATE_PROBES",
+                env["PROFILEMATE_PROBES"],
+                "all, or a comma list of: " + ", ".join(CATEGORIES),
+            )
+
+    session_dir = env.get(ENV_SESSION_DIR) or None
+    start_raw = env.get(ENV_SESSION_START_NS)
+    session_start_ns = None
+    if start_raw:
+        try:
+            session_start_ns = int(start_raw)
+        except ValueError:
+            raise _bad(
+                ENV_SESSION_START_NS, start_raw, "an integer (set by ProfileMate itself; unset it)"
+            ) from None
+
+    return Config(
+        mode=mode,
+        dir=out_dir,
+        log=log,
+        probes=probes,
+        fault_inject=_flag(env, "PROFILEMATE_FAULT_INJECT", False),
+        ring_capacity=_ring_capacity(env),
+        # The core's limits (docs/CORE_API.md): rows must reach disk within a second.
+        flush_interval_ms=_positive_int(env, "PROFILEMATE_FLUSH_MS", 100, 1000),
+        trace=_flag(env, "PROFILEMATE_TRACE", True),
+        session_dir=session_dir,
+        session_start_ns=session_start_ns,
+        notices=tuple(notices),
+    )
