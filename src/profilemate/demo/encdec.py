@@ -23,15 +23,18 @@ Usage: ``python -m profilemate.demo.encdec [--cache DIR]`` prints ``whisper<TAB>
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import os
-import shutil
 import sys
 from pathlib import Path
 
-GENERATOR_VERSION = 1
-SEED = 1234
+from profilemate.demo.models import (
+    _CORPUS,
+    SEED,
+    build_atomically,
+    default_cache_dir,
+    fingerprint,
+)
+
 BPE_VOCAB_SIZE = 512  # byte-level BPE part; Whisper's special tokens are appended after it
 SAMPLING_RATE = 16000
 HOP_LENGTH = 160
@@ -40,17 +43,6 @@ NUM_MEL_BINS = 80
 CHUNK_SECONDS = 2  # Whisper uses 30 s (3000 frames -> 1500 encoder tokens)
 MAX_SOURCE_POSITIONS = CHUNK_SECONDS * SAMPLING_RATE // HOP_LENGTH // 2  # conv2 has stride 2
 MAX_TARGET_POSITIONS = 448
-
-# Same corpus as models.py (kept local so this file does not import or change it).
-_CORPUS = """
-The quick brown fox jumps over the lazy dog. A profiler measures what a program really does.
-vLLM schedules requests into batches, allocates blocks of key value cache, and runs the model.
-Preemption happens when the cache is full and a running request must give its blocks back.
-Mixture of experts models route every token to the top two experts of each layer.
-Once upon a time there was a small model that generated random words very quickly.
-Tell me about the weather, the mountains, the rivers, the cities and the people who live there.
-Numbers: zero one two three four five six seven eight nine ten hundred thousand million.
-""".strip()
 
 # Whisper's language codes, in the order of the original multilingual vocabulary.
 _LANGUAGES = (
@@ -116,16 +108,6 @@ def whisper_config() -> dict:
     }
 
 
-def _fingerprint(config: dict) -> str:
-    blob = json.dumps({"v": GENERATOR_VERSION, "seed": SEED, "config": config}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:10]
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("PROFILEMATE_MODEL_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "profilemate" / "models"
-
-
 def _whisper_tokenizer():
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import AddedToken, WhisperTokenizer
@@ -172,18 +154,13 @@ def build_encdec(target: Path) -> None:
         WhisperProcessor,
     )
 
-    target = Path(target)
     config = whisper_config()
-    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    try:
+
+    def write(folder: Path) -> None:
         torch.manual_seed(SEED)
         hf_config = WhisperConfig(**{k: v for k, v in config.items() if not k.startswith("_")})
         model = WhisperForConditionalGeneration(hf_config).to(torch.float32).eval()
-        model.save_pretrained(str(tmp), safe_serialization=True)
-
+        model.save_pretrained(str(folder), safe_serialization=True)
         feature_extractor = WhisperFeatureExtractor(
             feature_size=NUM_MEL_BINS,
             sampling_rate=SAMPLING_RATE,
@@ -193,25 +170,15 @@ def build_encdec(target: Path) -> None:
         )
         WhisperProcessor(
             feature_extractor=feature_extractor, tokenizer=_whisper_tokenizer()
-        ).save_pretrained(str(tmp))
-        (tmp / "profilemate_model.json").write_text(
-            json.dumps({"name": "whisper", "generator_version": GENERATOR_VERSION, "seed": SEED})
-        )
-        # Atomic publish: a concurrent builder or an interrupted run never leaves a half folder.
-        try:
-            tmp.rename(target)
-        except OSError:
-            if not (target / "profilemate_model.json").is_file():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        ).save_pretrained(str(folder))
+
+    build_atomically(Path(target), "whisper", write)
 
 
 def ensure_encdec(cache_dir: Path | None = None) -> Path:
     """Return the cached tiny Whisper folder, generating it on first use."""
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    target = cache / f"whisper-{_fingerprint(whisper_config())}"
+    target = cache / f"whisper-{fingerprint(whisper_config())}"
     if not (target / "profilemate_model.json").is_file():
         cache.mkdir(parents=True, exist_ok=True)
         build_encdec(target)

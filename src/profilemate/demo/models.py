@@ -15,7 +15,9 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 GENERATOR_VERSION = 1
@@ -95,7 +97,7 @@ def _moe_config() -> dict:
 MODELS = {"dense": _dense_config, "moe": _moe_config}
 
 
-def _fingerprint(config: dict) -> str:
+def fingerprint(config: dict) -> str:
     blob = json.dumps({"v": GENERATOR_VERSION, "seed": SEED, "config": config}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
@@ -126,26 +128,43 @@ def _save_tokenizer(path: Path) -> None:
     fast.save_pretrained(str(path))
 
 
+def build_atomically(target: Path, name: str, write: Callable[[Path], None]) -> None:
+    """Run ``write(tmp)`` into a private folder, then rename it to ``target``.
+
+    A concurrent builder or an interrupted run never leaves a half-written model folder behind;
+    ``profilemate_model.json`` is the completeness marker ``ensure_*`` checks.
+    """
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        write(tmp)
+        (tmp / "profilemate_model.json").write_text(
+            json.dumps({"name": name, "generator_version": GENERATOR_VERSION, "seed": SEED})
+        )
+        try:
+            tmp.rename(target)
+        except OSError:
+            if not (target / "profilemate_model.json").is_file():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _build(name: str, config: dict, target: Path) -> None:
     import torch
     import transformers
 
-    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-    tmp.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(SEED)
-    hf_config = transformers.AutoConfig.for_model(**config)
-    model = transformers.AutoModelForCausalLM.from_config(hf_config, dtype=torch.float32)
-    model.save_pretrained(str(tmp), safe_serialization=True)
-    _save_tokenizer(tmp)
-    (tmp / "profilemate_model.json").write_text(
-        json.dumps({"name": name, "generator_version": GENERATOR_VERSION, "seed": SEED})
-    )
-    # Atomic publish: a concurrent builder or an interrupted run never leaves a half folder.
-    try:
-        tmp.rename(target)
-    except OSError:
-        if not (target / "profilemate_model.json").is_file():
-            raise
+    def write(folder: Path) -> None:
+        torch.manual_seed(SEED)
+        hf_config = transformers.AutoConfig.for_model(**config)
+        model = transformers.AutoModelForCausalLM.from_config(hf_config, dtype=torch.float32)
+        model.save_pretrained(str(folder), safe_serialization=True)
+        _save_tokenizer(folder)
+
+    build_atomically(target, name, write)
 
 
 # Encoder-decoder models with their own generator (processor files, special tokens): demo/encdec.py.
@@ -163,7 +182,7 @@ def ensure_model(name: str, cache_dir: Path | None = None) -> Path:
         raise ValueError(f"unknown tiny model {name!r}; choose one of {list(ALL_MODELS)}")
     config = MODELS[name]()
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    target = cache / f"{name}-{_fingerprint(config)}"
+    target = cache / f"{name}-{fingerprint(config)}"
     if not (target / "profilemate_model.json").is_file():
         cache.mkdir(parents=True, exist_ok=True)
         _build(name, config, target)
