@@ -56,8 +56,13 @@ NB_MODULE(_core, m) {
   m.def("current_step", &pm::current_step, "The process's current engine step (-1 = none).");
 
   // Timing wrapper.
-  m.def("timed", &pm::pyext::timed, "fn"_a, "table"_a, "name"_a, "ctx"_a = 0u,
-        "Wrap fn: call it exactly once, record a span (table, name, start, duration, step, ctx).");
+  m.def("timed", &pm::pyext::timed, "fn"_a, "table"_a, "name"_a, "ctx"_a = 0u, nb::kw_only(),
+        "before"_a.none() = nb::none(), "after"_a.none() = nb::none(),
+        "params"_a.none() = nb::none(), "sets_step"_a = false, "on_error"_a.none() = nb::none(),
+        "Wrap fn: run before(*p), call fn exactly once, run after(result, *p), record a span "
+        "(table, name, start, duration, step, ctx, hook values as a0..a3); p = the call's "
+        "arguments named by params, (position, name, default) triples. A hook that raises is "
+        "switched off and reported once (on_error(exc)).");
   m.attr("TimedCallable") = pm::pyext::timed_type();
 
   // Introspection.

@@ -10,9 +10,11 @@
 
 namespace profilemate::pyext {
 
-// timed(fn, table, name, ctx=0): a callable that calls fn once and records a span (timed.cpp).
+// timed(fn, table, name, ctx=0, *, before=None, after=None, params=(), sets_step=False,
+// on_error=None): a callable that runs the hooks, calls fn once and records a span (timed.cpp).
 nanobind::object timed(nanobind::handle fn, std::uint32_t table, std::uint32_t name,
-                       std::uint32_t ctx);
+                       std::uint32_t ctx, nanobind::handle before, nanobind::handle after,
+                       nanobind::handle params, bool sets_step, nanobind::handle on_error);
 // The TimedCallable type object (created on first use).
 nanobind::handle timed_type();
 

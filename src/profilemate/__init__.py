@@ -41,11 +41,10 @@ def enable(
             raise ValueError(f"log={log!r} is not valid (allowed: {', '.join(config.LOG_LEVELS)})")
         changes["log"] = log
     if probes is not None:
-        unknown = [p for p in probes if p not in config.CATEGORIES]
+        known = config.categories()
+        unknown = [p for p in probes if p not in known]
         if unknown or not probes:
-            raise ValueError(
-                f"probes={probes!r} is not valid (allowed: {', '.join(config.CATEGORIES)})"
-            )
+            raise ValueError(f"probes={probes!r} is not valid (allowed: {', '.join(known)})")
         changes["probes"] = tuple(probes)
     if fault_inject is not None:
         changes["fault_inject"] = bool(fault_inject)

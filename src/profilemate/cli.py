@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--dir", help=f"output folder (PROFILEMATE_DIR, default {config.DEFAULT_DIR})")
     run.add_argument("--log", choices=config.LOG_LEVELS, help="PROFILEMATE_LOG (default info)")
-    run.add_argument("--probes", help="'all' or a comma list of: " + ", ".join(config.CATEGORIES))
+    run.add_argument("--probes", help="'all' or a comma list of: " + ", ".join(config.categories()))
     run.add_argument(
         "--force", action="store_true", help="profile every Python process, not only vLLM ones"
     )

@@ -31,8 +31,13 @@ _MODES = {
 }
 LOG_LEVELS = ("info", "debug", "warning")
 
-# Probe categories the registry knows (one module each under profilemate/probes/).
-CATEGORIES = ("cpu_ops",)
+
+def categories() -> tuple[str, ...]:
+    """Probe categories (one module each under profilemate/probes/categories/, listed by name)."""
+    from profilemate.probes import category_names
+
+    return category_names()
+
 
 # The seed's variable names, honoured with a one-line notice. vLLM warns about unknown VLLM_*
 # variables since Feb 2026, which is why this project's own names start with PROFILEMATE_.
@@ -50,7 +55,7 @@ _FIELDS = {
     "mode": "off",  # off | auto (profile processes that turn out to be vLLM) | force (any process)
     "dir": DEFAULT_DIR,
     "log": "info",
-    "probes": CATEGORIES,
+    "probes": (),  # filled by load(): every category unless PROFILEMATE_PROBES names some
     "fault_inject": False,
     "ring_capacity": 65536,
     "flush_interval_ms": 100,
@@ -166,16 +171,17 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         raise _bad("PROFILEMATE_LOG", env["PROFILEMATE_LOG"], ", ".join(LOG_LEVELS))
 
     raw_probes = env.get("PROFILEMATE_PROBES", "all").strip().lower() or "all"
+    known = categories()
     if raw_probes == "all":
-        probes = CATEGORIES
+        probes = known
     else:
         probes = tuple(p.strip() for p in raw_probes.split(",") if p.strip())
-        unknown = [p for p in probes if p not in CATEGORIES]
+        unknown = [p for p in probes if p not in known]
         if unknown or not probes:
             raise _bad(
                 "PROFILEMATE_PROBES",
                 env["PROFILEMATE_PROBES"],
-                "all, or a comma list of: " + ", ".join(CATEGORIES),
+                "all, or a comma list of: " + ", ".join(known),
             )
 
     session_dir = env.get(ENV_SESSION_DIR) or None

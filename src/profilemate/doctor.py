@@ -149,26 +149,29 @@ def collect() -> dict:
 
     from profilemate.probes import all_targets
     from profilemate.probes import versions as vv
-    from profilemate.probes.registry import inspect_target
+    from profilemate.probes.registry import inspect_site
 
     parsed = vv.parse(versions.get("vllm"))
     targets = []
     for t in all_targets():
-        row = {
-            "target": t.key,
-            "category": t.category,
-            "roles": list(t.roles),
-            "wrap": t.wrap,
-            "vllm_range": vv.describe_range(t.vllm_min, t.vllm_below),
-            "group": t.group,
-        }
-        row["in_range"] = None if parsed is None else vv.in_range(parsed, t.vllm_min, t.vllm_below)
-        if versions.get("vllm") is not None:
-            row.update(inspect_target(t))
-        targets.append(row)
+        for where in t.sites:
+            row = {
+                "target": where.key,
+                "category": t.category,
+                "roles": list(t.roles),
+                "hooks": bool(t.hooks),
+                "vllm_range": where.vllm_range,
+                "group": t.key,
+            }
+            row["in_range"] = (
+                None if parsed is None else vv.in_range(parsed, where.vllm_min, where.vllm_below)
+            )
+            if versions.get("vllm") is not None:
+                row.update(inspect_site(t, where))
+            targets.append(row)
     groups: dict[str, bool] = {}
     for row in targets:
-        key = row["group"] or row["target"]
+        key = row["group"]
         groups[key] = groups.get(key, False) or bool(
             row.get("present") and row.get("signature_ok") is not False
         )

@@ -49,7 +49,7 @@ def test_every_process_patched_and_one_schedule_span_per_step(vllm_run):
         st = _status(d)
         assert st["vllm.v1.engine.processor:Processor.process_inputs"]["state"] == "skipped"
         assert not any(t["state"] == "failed" for t in st.values()), st
-        assert all((t["probe"] or {}).get("errors", 0) == 0 for t in st.values())
+        assert all((t["health"] or {}).get("errors", 0) == 0 for t in st.values())
 
     # API: one process_inputs span per request.
     api_rows = _rows(api)
@@ -108,6 +108,6 @@ def test_probes_that_raise_change_nothing_in_generation(vllm_run):
     for d, key in ((ec, SCHED_KEY), (wk, WORKER_KEY)):
         t = _status(d)[key]
         assert t["state"] == "applied"
-        assert t["probe"]["active"] is False and t["probe"]["errors"] == 1
-        assert "FaultInjected" in t["probe"]["first_error"]
+        assert t["health"]["active"] is False and t["health"]["errors"] == 1
+        assert "FaultInjected" in t["health"]["first_error"]
     assert faulty.log.count("switched off for this process") == 2

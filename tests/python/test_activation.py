@@ -439,8 +439,8 @@ def test_fault_injection_run_gives_identical_results(fake_vllm, tmp_path):
     ec = next(p for p in session.iterdir() if p.name.startswith("enginecore-"))
     st = status_of(ec)[SCHED_KEY]
     assert st["state"] == "applied"
-    assert st["probe"]["active"] is False and st["probe"]["errors"] == 1
-    assert "FaultInjected" in st["probe"]["first_error"]
+    assert st["health"]["active"] is False and st["health"]["errors"] == 1
+    assert "FaultInjected" in st["health"]["first_error"]
     assert proc.stderr.count("switched off") == 2  # schedule (EngineCore) + execute_model (worker)
 
 

@@ -109,14 +109,14 @@ def test_trace_events_and_kinds(session):
 
 def test_summary_percentiles(session):
     pdir, t0 = session
-    table = _core.define_table("cpu_operations_timing", [("duration_ms", "dur_ms")])
+    table = _core.define_table("percentile_spans", [("duration_ms", "dur_ms")])
     name = _core.intern("schedule")
     durs = [(i % 100 + 1) * 1_000_000 for i in range(1000)]  # 1..100 ms, 10 of each
     for d in durs:
         _core.record_span(table, name, t0, d)
     _core.stop()
     s = json.loads(open(os.path.join(pdir, "summary.json")).read())
-    entry = s["tables"]["cpu_operations_timing"]["schedule"]
+    entry = s["tables"]["percentile_spans"]["schedule"]
     assert entry["count"] == 1000 and entry["kind"] == "span"
     for key, exact in (("p50_ms", 50), ("p95_ms", 95), ("p99_ms", 99), ("max_ms", 100)):
         assert entry[key] == pytest.approx(exact, rel=0.01), key

@@ -184,3 +184,236 @@ def test_garbage_collected_in_cycles():
     del f, fn
     gc.collect()
     assert ref() is None
+
+
+# --- hooks (before/after run by the C++ wrapper) ------------------------------------------------
+
+
+@pytest.fixture
+def hooked(tmp_path):
+    pdir = _core.start(str(tmp_path), "hooked", flush_interval_ms=20)
+    table = _core.define_table(
+        "hooked_spans",
+        [
+            ("step", "step"),
+            ("name", "name"),
+            ("a0", "a0"),
+            ("a1", "a1"),
+            ("a2", "a2"),
+            ("a3", "a3"),
+        ],
+    )
+    try:
+        yield pdir, table
+    finally:
+        _core.stop()
+        _core.set_step(-1)
+
+
+def hrows(pdir):
+    _core.flush()
+    return read_csv(os.path.join(pdir, "hooked_spans.csv"))[1]
+
+
+class Sched:
+    def __init__(self):
+        self.running = 5
+
+    def schedule(self, budget, *, flag=False):
+        return budget * 2
+
+
+SELF_BUDGET = ((0, "self", None), (1, "budget", None))
+
+
+def test_hooks_get_the_named_arguments_and_fill_the_row(hooked):
+    pdir, table = hooked
+    seen = []
+
+    def before(self, budget):
+        seen.append(("before", self.running, budget))
+        return self.running, budget
+
+    def after(result, self, budget):
+        seen.append(("after", result))
+        return result
+
+    Sched.schedule_h = _core.timed(
+        Sched.schedule, table, _core.intern("h"), before=before, after=after, params=SELF_BUDGET
+    )
+    s = Sched()
+    assert s.schedule_h(3) == 6
+    assert s.schedule_h(budget=4, flag=True) == 8  # by keyword: found by name
+    assert Sched.schedule_h(s, 5) == 10  # through the class
+    assert [r[2:5] for r in hrows(pdir)] == [["5", "3", "6"], ["5", "4", "8"], ["5", "5", "10"]]
+    assert seen[:2] == [("before", 5, 3), ("after", 6)]
+
+
+def test_missing_argument_gets_the_default_and_values_convert(hooked):
+    pdir, table = hooked
+    f = _core.timed(
+        lambda a, b=7: a,
+        table,
+        _core.intern("d"),
+        before=lambda a, b: (b, None, True, 2.5),  # None -> nan, bool -> 1
+        params=((0, "a", None), (1, "b", 7)),
+    )
+    f(1)
+    assert hrows(pdir)[0][2:6] == ["7", "nan", "1", "2.5"]
+
+
+def test_sets_step_before_the_call(hooked):
+    pdir, table = hooked
+    inside = []
+    f = _core.timed(
+        lambda: inside.append(_core.current_step()),
+        table,
+        _core.intern("s"),
+        before=lambda: (42, 9),
+        sets_step=True,
+    )
+    f()
+    assert inside == [42] and _core.current_step() == 42
+    assert hrows(pdir)[0][:3] == ["42", "s", "9"]  # the step is not one of the values
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        lambda: 1 / 0,
+        lambda: "not a number",
+        lambda: (1, 2, 3, 4, 5),
+        lambda: [1],
+    ],
+)
+def test_a_failing_hook_is_switched_off_reported_once_and_fn_runs(hooked, bad):
+    pdir, table = hooked
+    calls, errors = [], []
+    f = _core.timed(
+        lambda: calls.append(1) or "ok",
+        table,
+        _core.intern("bad"),
+        before=bad,
+        on_error=errors.append,
+    )
+    assert [f(), f(), f()] == ["ok"] * 3
+    assert calls == [1, 1, 1] and len(errors) == 1 and isinstance(errors[0], Exception)
+    assert f.hooks_live is False and f.hook_errors == 1
+    assert len(hrows(pdir)) == 3  # timing goes on
+
+
+def test_without_on_error_one_warning_on_the_profilemate_logger(hooked, caplog):
+    _, table = hooked
+    f = _core.timed(lambda: 1, table, 1, after=lambda r: r.nope)
+    with caplog.at_level("WARNING", logger="profilemate"):
+        assert f() == 1 and f() == 1
+    msgs = [r for r in caplog.records if "switched off" in r.getMessage()]
+    assert len(msgs) == 1 and msgs[0].exc_info is not None
+
+
+def test_an_interrupt_in_a_hook_is_the_hosts(hooked):
+    _, table = hooked
+    calls = []
+
+    def interrupt():
+        raise KeyboardInterrupt
+
+    f = _core.timed(lambda: calls.append(1), table, 1, before=interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        f()
+    assert calls == [1]  # fn still ran exactly once, then the interrupt surfaced
+    assert f.hooks_live is True and f.hook_errors == 0  # not a probe bug
+
+
+def test_fn_exception_passes_and_after_is_not_called(hooked):
+    pdir, table = hooked
+    afters = []
+    err = ValueError("vllm's own")
+
+    def fails():
+        raise err
+
+    f = _core.timed(fails, table, 1, before=lambda: 3, after=lambda r: afters.append(r))
+    with pytest.raises(ValueError) as info:
+        f()
+    assert info.value is err and afters == []
+    assert hrows(pdir)[0][2] == "3"
+
+
+def test_no_hooks_run_when_not_recording():
+    assert not _core.enabled()
+    ran = []
+    f = _core.timed(lambda: 5, 0, 1, before=lambda: ran.append(1), after=lambda r: ran.append(2))
+    assert f() == 5 and ran == []
+
+
+def test_coroutine_and_generator_functions_are_refused():
+    async def co():
+        pass
+
+    def gen():
+        yield 1
+
+    for fn in (co, gen):
+        with pytest.raises(TypeError, match="coroutine or generator"):
+            _core.timed(fn, 0, 1)
+
+
+def test_bad_hook_arguments_are_refused():
+    with pytest.raises(TypeError):
+        _core.timed(target, 0, 1, before=3)
+    with pytest.raises(ValueError):
+        _core.timed(target, 0, 1, sets_step=True)
+    with pytest.raises(ValueError):
+        _core.timed(target, 0, 1, before=target, params=[(0, "a", None)] * 9)
+    with pytest.raises(ValueError):
+        _core.timed(target, 0, 1, before=target, params=[(-1, None, None)])
+
+
+def module_level(x):
+    return x
+
+
+def test_pickles_by_name(hooked):
+    import pickle
+
+    _, table = hooked
+    mod = sys.modules[__name__]
+    original = mod.module_level
+    mod.module_level = _core.timed(original, table, 1, before=lambda: 1)
+    try:
+        # While installed, the name resolves to the wrapper: pickle stores a reference to it.
+        assert pickle.loads(pickle.dumps(mod.module_level)) is mod.module_level
+        assert mod.module_level.__reduce__() == "module_level"
+    finally:
+        mod.module_level = original
+    assert pickle.loads(pickle.dumps(original)) is original
+
+
+def test_hooks_add_no_allocation_per_call(hooked):
+    _, table = hooked
+
+    class K:
+        def __init__(self):
+            self.x = 3
+
+        def m(self, v):
+            return v
+
+    K.m = _core.timed(
+        K.m,
+        table,
+        1,
+        before=lambda self, v: self.x,
+        after=lambda r, self, v: r,
+        params=((0, "self", None), (1, "v", None)),
+    )
+    k = K()
+    for _ in range(1000):
+        k.m(1)
+        k.m(v=2)
+    before = sys.getallocatedblocks()
+    for _ in range(50000):
+        k.m(1)
+        k.m(v=2)
+    assert sys.getallocatedblocks() - before < 50

@@ -1,20 +1,25 @@
-"""The cpu_ops probes' logic (step ids across a pickle hop, fallback counting), on fake classes."""
+"""The cpu_ops probes' logic (step ids across a pickle hop, fallback counting) on stand-in classes,
+through the real C++ wrapper and a real core session."""
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 import pickle
 import sys
 import textwrap
 import uuid
 
 import pytest
-from test_registry import FakeRecorder
+from test_core_readers import read_csv
+from test_registry import Core
 
+from profilemate import _core
 from profilemate.hooks.watchdog import ModuleWatchdog
-from profilemate.probes import cpu_ops
+from profilemate.probes import load_category
 from profilemate.probes.registry import APPLIED, Registry
+from profilemate.probes.spec import Site
 
 SRC = """
     from dataclasses import dataclass
@@ -32,6 +37,8 @@ SRC = """
             return scheduler_output.total_num_scheduled_tokens
 """
 
+CPU_OPS = load_category("cpu_ops")
+
 
 @pytest.fixture
 def mod(tmp_path, monkeypatch):
@@ -46,65 +53,92 @@ def mod(tmp_path, monkeypatch):
     sys.modules.pop(name, None)
 
 
-def _targets(module_name: str):
-    by_op = {
-        t.operation: t
-        for t in cpu_ops.TARGETS
-        if t.module.startswith("vllm.v1.core.sched") or "worker" in t.module
-    }
-    return [
-        dataclasses.replace(by_op["schedule"], module=module_name, group=None),
-        dataclasses.replace(by_op["execute_model"], module=module_name, group=None),
-    ]
+def _target(module_name: str, operation: str):
+    t = next(t for t in CPU_OPS.TARGETS if t.operation == operation)
+    qualname = t.site.qualname
+    return dataclasses.replace(t, site=Site(module_name, qualname), alternatives=())
 
 
-def test_step_id_travels_with_the_pickled_scheduler_output(mod):
+def _rows(core: Core) -> list[dict]:
+    _core.flush()
+    header, rows = read_csv(os.path.join(core.dir, "cpu_operations_timing.csv"))
+    return [dict(zip(header, r, strict=True)) for r in rows]
+
+
+def test_step_id_travels_with_the_pickled_scheduler_output(mod, tmp_path):
     m, wd = mod
-    ec, wk = FakeRecorder(), FakeRecorder()
-    # Two registries on one module stand in for two processes: patch for the EngineCore, run
-    # schedule, then unpatch and patch for the worker.
-    reg = Registry(_targets(m.__name__)[:1], ec, watchdog=wd, vllm_version="0.32.0")
+    # Two sessions on one module stand in for two processes: patch for the EngineCore, run
+    # schedule, stop; then patch for the worker in a new session and run execute_model.
+    ec = Core(tmp_path / "ec")
+    reg = Registry(
+        [_target(m.__name__, "schedule")], ec.recorder, watchdog=wd, vllm_version="0.32.0"
+    )
     reg.activate()
     outs = [pickle.dumps(m.Scheduler().schedule()) for _ in range(3)]
+    ec_rows = _rows(ec)
     reg.deactivate()
-    reg2 = Registry(_targets(m.__name__)[1:], wk, watchdog=wd, vllm_version="0.32.0")
-    reg2.activate()
-    assert {r["state"] for r in reg2.status()} == {APPLIED}
-    w = m.Worker()
-    assert [w.execute_model(pickle.loads(o)) for o in outs] == [7, 7, 7]
-    assert [s[4] for s in ec.spans] == [1, 2, 3]
-    assert [s[4] for s in wk.spans] == [1, 2, 3]
-    assert ec.step == 3 and wk.step == 3
-    assert ec.names() == ["schedule"] * 3 and wk.names() == ["execute_model"] * 3
-    assert [s[6] for s in ec.spans] == [7, 7, 7] and [s[6] for s in wk.spans] == [7, 7, 7]
-    # Keyword call: the argument is found by name.
-    w.execute_model(scheduler_output=pickle.loads(outs[0]))
-    assert wk.spans[-1][4] == 1
+    _core.stop()
+    wk = Core(tmp_path / "wk")
+    try:
+        reg2 = Registry(
+            [_target(m.__name__, "execute_model")], wk.recorder, watchdog=wd, vllm_version="0.32.0"
+        )
+        reg2.activate()
+        assert {r["state"] for r in reg2.status()} == {APPLIED}
+        w = m.Worker()
+        assert [w.execute_model(pickle.loads(o)) for o in outs] == [7, 7, 7]
+        w.execute_model(scheduler_output=pickle.loads(outs[0]))  # by keyword: found by name
+        wk_rows = _rows(wk)
+        assert _core.current_step() == 1
+    finally:
+        reg2.deactivate()
+        _core.stop()
+    assert [r["step_id"] for r in ec_rows] == ["1", "2", "3"]
+    assert [r["step_id"] for r in wk_rows] == ["1", "2", "3", "1"]
+    assert {r["operation"] for r in ec_rows} == {"schedule"}
+    assert {r["operation"] for r in wk_rows} == {"execute_model"}
+    assert {r["num_tokens"] for r in ec_rows + wk_rows} == {"7"}
+    assert {r["context"] for r in ec_rows} == {"Scheduler.schedule"}
 
 
-def test_worker_counts_its_own_steps_without_a_stamp(mod):
+def test_worker_counts_its_own_steps_without_a_stamp(mod, tmp_path):
     m, wd = mod
-    wk = FakeRecorder()
-    Registry(_targets(m.__name__)[1:], wk, watchdog=wd, vllm_version="0.32.0").activate()
-    w = m.Worker()
-    for _ in range(4):
-        w.execute_model(m.SchedulerOutput(1))
-    assert [s[4] for s in wk.spans] == [1, 2, 3, 4]
+    wk = Core(tmp_path / "wk")
+    try:
+        reg = Registry(
+            [_target(m.__name__, "execute_model")], wk.recorder, watchdog=wd, vllm_version="0.32.0"
+        )
+        reg.activate()
+        w = m.Worker()
+        for _ in range(4):
+            w.execute_model(m.SchedulerOutput(1))
+        assert [r["step_id"] for r in _rows(wk)] == ["1", "2", "3", "4"]
+        reg.deactivate()
+    finally:
+        _core.stop()
 
 
-def test_schedule_span_covers_the_call_and_none_result_is_fine(mod):
+def test_schedule_span_covers_the_call_and_none_result_is_fine(mod, tmp_path):
     m, wd = mod
-    rec = FakeRecorder()
     m.Scheduler.schedule = lambda self, throttle_prefills=False: None
-    Registry(_targets(m.__name__)[:1], rec, watchdog=wd, vllm_version="0.32.0").activate()
-    assert m.Scheduler().schedule() is None
-    (span,) = rec.spans
-    assert span[3] >= 0 and span[4] == 1
+    ec = Core(tmp_path / "ec")
+    try:
+        reg = Registry(
+            [_target(m.__name__, "schedule")], ec.recorder, watchdog=wd, vllm_version="0.32.0"
+        )
+        reg.activate()
+        assert m.Scheduler().schedule() is None
+        (row,) = _rows(ec)
+        assert row["step_id"] == "1" and float(row["duration_ms"]) >= 0 and row["num_tokens"] == "0"
+        assert reg.status()[0]["health"]["errors"] == 0
+        reg.deactivate()
+    finally:
+        _core.stop()
 
 
 def test_targets_are_well_formed():
-    keys = [t.key for t in cpu_ops.TARGETS]
+    keys = [s.key for t in CPU_OPS.TARGETS for s in t.sites]
     assert len(keys) == len(set(keys))
-    for t in cpu_ops.TARGETS:
-        assert t.module.startswith("vllm.") and t.category == "cpu_ops"
-        assert t.table == "cpu_operations_timing"
+    for t in CPU_OPS.TARGETS:
+        assert all(s.module.startswith("vllm.") for s in t.sites)
+        assert t.category == "cpu_ops" and t.table.name == "cpu_operations_timing"

@@ -1,67 +1,74 @@
-"""The probe registry and the never-break-the-host guard, with a fake recorder (no C++ core needed)."""
+"""The probe registry with the real C++ wrapper: patching, status, alternatives, never breaking the host.
+
+Every wrapper is the real ``_core.timed`` recording into a real core session in ``tmp_path``; rows
+are read back from the CSV the collector writes.
+"""
 
 from __future__ import annotations
 
-import functools
 import importlib
 import logging
+import os
 import sys
 import textwrap
-import time
 import uuid
 
 import pytest
+from test_core_readers import read_csv
 
+from profilemate import _core
 from profilemate.hooks.watchdog import ModuleWatchdog
-from profilemate.probes import guard, versions
-from profilemate.probes.registry import APPLIED, FAILED, PENDING, SKIPPED, Registry, Target
+from profilemate.probes import versions
+from profilemate.probes.recorder import CoreRecorder
+from profilemate.probes.registry import (
+    APPLIED,
+    FAILED,
+    PENDING,
+    SKIPPED,
+    Registry,
+    set_fault_injection,
+)
+from profilemate.probes.spec import Column, Hooks, Site, Table, Target, at
+
+TABLE = Table(
+    "registry_test",
+    (
+        Column("step_id", "step"),
+        Column("operation", "name"),
+        Column("context", "ctx"),
+        Column("duration_ms", "dur_ms", "ms"),
+        Column("v0", "a0"),
+        Column("v1", "a1"),
+    ),
+)
 
 
-class FakeRecorder:
-    """Same methods as probes.recorder.CoreRecorder; keeps spans in a list."""
+class Core:
+    """A live core session in tmp_path and the recorder the registry writes through."""
 
-    def __init__(self) -> None:
-        self.spans: list[tuple] = []
-        self.step = -1
-        self.tables: dict[str, int] = {}
-        self.strings: dict[str, int] = {}
-        self.timed_calls = 0
+    def __init__(self, path) -> None:
+        self.dir = _core.start(str(path), "registry", flush_interval_ms=20)
+        self.recorder = CoreRecorder(_core)
 
-    def now_ns(self) -> int:
-        return time.monotonic_ns()
-
-    def set_step(self, s: int) -> None:
-        self.step = s
-
-    def current_step(self) -> int:
-        return self.step
-
-    def span(self, table, name, start, dur, step=-1, ctx=0, a0=0, *rest):
-        self.spans.append((table, name, start, dur, step, ctx, a0))
-
-    def table(self, name: str) -> int:
-        return self.tables.setdefault(name, len(self.tables) + 1)
-
-    def intern(self, s: str) -> int:
-        return self.strings.setdefault(s, len(self.strings) + 1)
-
-    def timed(self, fn, table, name, ctx=0):
-        rec = self
-
-        @functools.wraps(fn)
-        def timed_wrapper(*a, **k):
-            rec.timed_calls += 1
-            t0 = time.monotonic_ns()
-            try:
-                return fn(*a, **k)
-            finally:
-                rec.span(table, name, t0, time.monotonic_ns() - t0, rec.step, ctx)
-
-        return timed_wrapper
+    def rows(self) -> list[dict]:
+        _core.flush()
+        f = os.path.join(self.dir, f"{TABLE.name}.csv")
+        if not os.path.exists(f):
+            return []
+        header, rows = read_csv(f)
+        return [dict(zip(header, r, strict=True)) for r in rows]
 
     def names(self) -> list[str]:
-        inv = {v: k for k, v in self.strings.items()}
-        return [inv[s[1]] for s in self.spans]
+        return [r["operation"] for r in self.rows()]
+
+
+@pytest.fixture
+def core(tmp_path):
+    c = Core(tmp_path / "session")
+    try:
+        yield c
+    finally:
+        _core.stop()
 
 
 PKG_SRC = {
@@ -118,32 +125,29 @@ def pkg(tmp_path, monkeypatch):
         del sys.modules[m]
 
 
-def T(pkg: str, mod: str, qualname: str, **kw) -> Target:
-    kw.setdefault("category", "cpu_ops")
+def T(pkg: str, mod: str, qualname: str, *, alternatives=(), vllm_min=None, **kw) -> Target:
     kw.setdefault("operation", qualname.rsplit(".", 1)[-1])
-    return Target(module=f"{pkg}.{mod}", qualname=qualname, **kw)
+    site = Site(f"{pkg}.{mod}", qualname, vllm_min=vllm_min)
+    return Target(site, table=TABLE, alternatives=alternatives, **kw)
 
 
 def by_target(reg: Registry) -> dict[str, dict]:
     return {row["target"]: row for row in reg.status()}
 
 
-def counting_probe(ctx):
-    rec = ctx.recorder
-    table, name = ctx.table_id, ctx.name_id
+def counting_hooks(ctx) -> Hooks:
+    def before():
+        return 1
 
-    def before(args, kwargs):
-        return rec.now_ns()
+    def after(result):
+        return 2
 
-    def after(t0, result, exc):
-        rec.span(table, name, t0, rec.now_ns() - t0, rec.step, 0)
-
-    return before, after
+    return Hooks(before, after)
 
 
-def test_patch_on_import_and_status(pkg):
+def test_patch_on_import_and_status(pkg, core):
     name, wd = pkg
-    rec = FakeRecorder()
+    rec = core.recorder
     t = T(name, "engine", "Scheduler.schedule")
     reg = Registry([t], rec, watchdog=wd, vllm_version="0.32.0")
     reg.activate()
@@ -152,69 +156,74 @@ def test_patch_on_import_and_status(pkg):
     assert by_target(reg)[t.key]["state"] == APPLIED
     assert eng.Scheduler().schedule(3) == 6
     assert eng.CALLS == [3]
-    assert rec.names() == ["schedule"]
+    assert core.names() == ["schedule"]
     assert eng.Scheduler.schedule.__name__ == "schedule"
     assert eng.Scheduler.schedule.__wrapped__.__qualname__ == "Scheduler.schedule"
 
 
-def test_already_imported_module_patched_at_activation(pkg):
+def test_already_imported_module_patched_at_activation(pkg, core):
     name, wd = pkg
     eng = importlib.import_module(f"{name}.engine")
-    rec = FakeRecorder()
     reg = Registry(
-        [T(name, "engine", "Scheduler.schedule")], rec, watchdog=wd, vllm_version="0.32.0"
+        [T(name, "engine", "Scheduler.schedule")], core.recorder, watchdog=wd, vllm_version="0.32.0"
     )
     reg.activate()
     eng.Scheduler().schedule(1)
-    assert len(rec.spans) == 1
+    assert len(core.rows()) == 1
 
 
-def test_idempotent_no_double_wrap_and_unpatch_restores(pkg):
+def test_idempotent_no_double_wrap_and_unpatch_restores(pkg, core):
     name, wd = pkg
     eng = importlib.import_module(f"{name}.engine")
     original = eng.Scheduler.__dict__["schedule"]
-    rec = FakeRecorder()
+    rec = core.recorder
     t = T(name, "engine", "Scheduler.schedule")
     reg = Registry([t], rec, watchdog=wd, vllm_version="0.32.0")
     reg.activate()
     reg.activate()
     wrapped = eng.Scheduler.__dict__["schedule"]
     # A second registry (e.g. the plugin after the start-up hook) must not wrap the wrapper.
-    rec2 = FakeRecorder()
-    reg2 = Registry([t], rec2, watchdog=wd, vllm_version="0.32.0")
+    reg2 = Registry([t], CoreRecorder(_core), watchdog=wd, vllm_version="0.32.0")
     reg2.activate()
     assert eng.Scheduler.__dict__["schedule"] is wrapped
     assert by_target(reg2)[t.key]["reason"] == "already wrapped"
     eng.Scheduler().schedule(2)
-    assert len(rec.spans) == 1 and rec2.spans == []
+    assert len(core.rows()) == 1  # one layer: one row
     reg.deactivate()
     reg.deactivate()
     assert eng.Scheduler.__dict__["schedule"] is original
     assert by_target(reg)[t.key]["state"] == PENDING
 
 
-def test_reload_repatches_new_class(pkg):
+def test_reload_repatches_new_class(pkg, core):
     name, wd = pkg
-    rec = FakeRecorder()
+    rec = core.recorder
     t = T(name, "engine", "Scheduler.schedule")
     reg = Registry([t], rec, watchdog=wd, vllm_version="0.32.0")
     reg.activate()
     eng = importlib.import_module(f"{name}.engine")
     eng = importlib.reload(eng)
     eng.Scheduler().schedule(5)
-    assert len(rec.spans) == 1
+    assert len(core.rows()) == 1
     assert by_target(reg)[t.key]["patches"] == 2
     reg.deactivate()
     assert not hasattr(eng.Scheduler.__dict__["schedule"], "__wrapped__")
 
 
-def test_static_class_and_inherited_methods(pkg):
+def klass_hooks(ctx) -> Hooks:
+    def before(cls, x):
+        return len(cls.__name__), x
+
+    return Hooks(before)
+
+
+def test_static_class_and_inherited_methods(pkg, core):
     name, wd = pkg
     eng = importlib.import_module(f"{name}.engine")
-    rec = FakeRecorder()
+    rec = core.recorder
     ts = [
         T(name, "engine", "Scheduler.static"),
-        T(name, "engine", "Scheduler.klass", wrap="python", probe=counting_probe),
+        T(name, "engine", "Scheduler.klass", hooks=klass_hooks),
         T(name, "engine", "Scheduler.inherited"),
     ]
     reg = Registry(ts, rec, watchdog=wd, vllm_version="0.32.0")
@@ -226,31 +235,30 @@ def test_static_class_and_inherited_methods(pkg):
     assert eng.Scheduler.static(1) == 2 and s.static(1) == 2
     assert eng.Scheduler.klass(1) == ("Scheduler", 1)
     assert s.inherited(7) == ("base", 7)
-    assert len(rec.spans) == 4
+    rows = core.rows()
+    assert len(rows) == 4
+    assert [(r["v0"], r["v1"]) for r in rows if r["operation"] == "klass"] == [("9", "1")]
     reg.deactivate()
     assert "inherited" not in eng.Scheduler.__dict__  # was inherited: removed, not shadowed
     assert eng.Scheduler().inherited(1) == ("base", 1)
     assert isinstance(eng.Scheduler.__dict__["static"], staticmethod)
 
 
-def test_skips_failures_and_version_ranges(pkg):
+def nope_hooks(ctx) -> Hooks:
+    return Hooks(before=lambda nope: 0)
+
+
+def test_skips_failures_and_version_ranges(pkg, core):
     name, wd = pkg
     importlib.import_module(f"{name}.engine")
-    rec = FakeRecorder()
+    rec = core.recorder
     ts = [
         T(name, "engine", "Scheduler.schedule", vllm_min="0.40"),
         T(name, "engine", "Scheduler.gone"),
         T(name, "engine", "Nope.schedule"),
         T(name, "missing_mod", "X.y"),
         T(name, "later", "f"),
-        T(
-            name,
-            "engine",
-            "Scheduler.static",
-            wrap="python",
-            probe=counting_probe,
-            params=("nope",),
-        ),
+        T(name, "engine", "Scheduler.static", hooks=nope_hooks),
         T(name, "engine", "FROZEN.method"),
     ]
     reg = Registry(ts, rec, watchdog=wd, vllm_version="0.32.0")
@@ -261,7 +269,8 @@ def test_skips_failures_and_version_ranges(pkg):
     assert st[ts[2].key]["state"] == SKIPPED and "Nope not in" in st[ts[2].key]["reason"]
     assert st[ts[3].key]["state"] == SKIPPED and "module" in st[ts[3].key]["reason"]
     assert st[ts[4].key]["state"] == PENDING  # exists, not imported yet
-    assert st[ts[5].key]["state"] == SKIPPED and "signature changed" in st[ts[5].key]["reason"]
+    assert st[ts[5].key]["state"] == SKIPPED
+    assert "signature changed: Scheduler.static has no parameter 'nope'" in st[ts[5].key]["reason"]
     assert st[ts[6].key]["state"] == FAILED and "frozen" in st[ts[6].key]["error"]
     importlib.import_module(f"{name}.later")
     assert by_target(reg)[ts[4].key]["state"] == APPLIED
@@ -270,14 +279,14 @@ def test_skips_failures_and_version_ranges(pkg):
     assert not hasattr(eng.Scheduler.__dict__["schedule"], "__wrapped__")
 
 
-def test_unknown_version_applies_what_exists(pkg, caplog):
+def test_unknown_version_applies_what_exists(pkg, core, caplog):
     name, wd = pkg
     importlib.import_module(f"{name}.engine")
     ts = [
         T(name, "engine", "Scheduler.schedule", vllm_min="9.0"),
         T(name, "engine", "Scheduler.gone"),
     ]
-    reg = Registry(ts, FakeRecorder(), watchdog=wd, vllm_version="dev")
+    reg = Registry(ts, core.recorder, watchdog=wd, vllm_version="dev")
     with caplog.at_level(logging.INFO, logger="profilemate"):
         reg.activate()
     st = by_target(reg)
@@ -287,44 +296,60 @@ def test_unknown_version_applies_what_exists(pkg, caplog):
     assert len(lines) == 1 and "1 applied" in lines[0] and "1 skipped" in lines[0]
 
 
-def test_group_alternatives(pkg):
+def test_alternatives_on_one_target(pkg, core):
     name, wd = pkg
     importlib.import_module(f"{name}.engine")
-    ts = [
-        T(name, "engine", "Scheduler.schedule", group="g"),
-        T(name, "old_location", "Scheduler.schedule", group="g"),
-    ]
-    reg = Registry(ts, FakeRecorder(), watchdog=wd, vllm_version="0.32.0")
+    old = at(f"{name}.old_location:Scheduler.schedule")
+    t = T(name, "engine", "Scheduler.schedule", alternatives=(old,))
+    reg = Registry([t], core.recorder, watchdog=wd, vllm_version="0.32.0")
     reg.activate()
     st = by_target(reg)
-    assert st[ts[0].key]["state"] == APPLIED
-    assert st[ts[1].key]["state"] == SKIPPED
-    assert st[ts[1].key]["reason"] == f"alternative {ts[0].key} is applied"
+    assert st[t.key]["state"] == APPLIED and st[t.key]["alternative_of"] is None
+    assert st[old.key]["state"] == SKIPPED and st[old.key]["alternative_of"] == t.key
+    assert st[old.key]["reason"] == f"alternative {t.key} is applied"
 
 
-def test_rebind_names_imported_with_from(pkg):
+def test_an_older_location_is_used_when_the_new_one_is_absent(pkg, core):
+    name, wd = pkg
+    eng = importlib.import_module(f"{name}.engine")
+    t = T(
+        name,
+        "gone_module",
+        "Scheduler.schedule",
+        alternatives=(f"{name}.engine:Scheduler.schedule",),
+    )
+    reg = Registry([t], core.recorder, watchdog=wd, vllm_version="0.32.0")
+    reg.activate()
+    st = by_target(reg)
+    assert st[f"{name}.engine:Scheduler.schedule"]["state"] == APPLIED
+    assert st[t.key]["state"] == SKIPPED and "not in vLLM" in st[t.key]["reason"]
+    eng.Scheduler().schedule(1)
+    assert core.names() == ["schedule"]
+
+
+def test_rebind_names_imported_with_from(pkg, core):
     name, wd = pkg
     eng = importlib.import_module(f"{name}.engine")
     runner = importlib.import_module(f"{name}.runner")
     original = eng.set_forward_context
-    rec = FakeRecorder()
+    rec = core.recorder
     ts = [T(name, "engine", "set_forward_context", rebind=True)]
     reg = Registry(ts, rec, watchdog=wd, vllm_version="0.32.0")
     reg.activate()
     assert runner.set_forward_context is eng.set_forward_context is not original
     assert runner.run(1) == ("ctx", 1)
-    assert len(rec.spans) == 1
+    assert len(core.rows()) == 1
     reg.deactivate()
     assert runner.set_forward_context is original and eng.set_forward_context is original
 
 
-def test_without_rebind_the_from_import_is_untouched(pkg):
+def test_without_rebind_the_from_import_is_untouched(pkg, core):
     name, wd = pkg
     eng = importlib.import_module(f"{name}.engine")
     runner = importlib.import_module(f"{name}.runner")
     reg = Registry(
         [T(name, "engine", "set_forward_context")],
-        FakeRecorder(),
+        core.recorder,
         watchdog=wd,
         vllm_version="0.32.0",
     )
@@ -335,103 +360,138 @@ def test_without_rebind_the_from_import_is_untouched(pkg):
 # --- never break the host ---------------------------------------------------------------------
 
 
-def _probe(before_raises=False, after_raises=False):
-    def factory(ctx):
-        def before(args, kwargs):
-            if before_raises:
+def _raising(where: str):
+    def factory(ctx) -> Hooks:
+        def before(self, n):
+            if where == "before":
                 raise KeyError("probe bug (before)")
-            return None
+            return n
 
-        def after(state, result, exc):
-            if after_raises:
+        def after(result, self, n):
+            if where == "after":
                 raise KeyError("probe bug (after)")
+            return result
 
-        return before, after
+        return Hooks(before, after)
 
     return factory
 
 
 @pytest.mark.parametrize("where", ["before", "after"])
-def test_raising_probe_switches_off_and_host_runs_once(pkg, where, caplog):
+def test_raising_hook_switches_off_and_host_runs_once(pkg, core, where, caplog):
     name, wd = pkg
     eng = importlib.import_module(f"{name}.engine")
-    t = T(
-        name,
-        "engine",
-        "Scheduler.schedule",
-        wrap="python",
-        probe=_probe(where == "before", where == "after"),
-    )
-    reg = Registry([t], FakeRecorder(), watchdog=wd, vllm_version="0.32.0")
+    t = T(name, "engine", "Scheduler.schedule", hooks=_raising(where))
+    reg = Registry([t], core.recorder, watchdog=wd, vllm_version="0.32.0")
     reg.activate()
     s = eng.Scheduler()
     with caplog.at_level(logging.WARNING, logger="profilemate"):
-        results = [s.schedule(i) for i in range(3)]
-    assert results == [0, 2, 4]
-    assert eng.CALLS == [0, 1, 2]  # exactly once per call
+        results = [s.schedule(i) for i in (1, 2, 3)]
+    assert results == [2, 4, 6]
+    assert eng.CALLS == [1, 2, 3]  # exactly once per call
     row = by_target(reg)[t.key]
-    assert row["probe"]["active"] is False and row["probe"]["errors"] == 1
-    assert f"probe bug ({where})" in row["probe"]["first_error"]
+    assert row["health"]["active"] is False and row["health"]["errors"] == 1
+    assert f"probe bug ({where})" in row["health"]["first_error"]
     assert sum("switched off" in r.getMessage() for r in caplog.records) == 1
+    # Timing goes on without the hooks: one row per call; values only before the failure.
+    rows = core.rows()
+    assert len(rows) == 3
+    assert [r["v0"] for r in rows] == (["0", "0", "0"] if where == "before" else ["1", "0", "0"])
+    assert eng.Scheduler.schedule.hooks_live is False and eng.Scheduler.schedule.hook_errors == 1
 
 
-def test_host_exception_passes_through_untouched(pkg):
+def test_hooks_read_arguments_by_name(pkg, core):
+    name, wd = pkg
+    eng = importlib.import_module(f"{name}.engine")
+
+    def hooks(ctx) -> Hooks:
+        return Hooks(lambda n, flag: (n, flag), lambda result, n, flag: result)
+
+    Registry(
+        [T(name, "engine", "Scheduler.schedule", hooks=hooks)],
+        core.recorder,
+        watchdog=wd,
+        vllm_version="0.32.0",
+    ).activate()
+    s = eng.Scheduler()
+    s.schedule(3)
+    s.schedule(n=4, flag=True)
+    eng.Scheduler.schedule(s, 5, flag=True)
+    assert [(r["v0"], r["v1"]) for r in core.rows()] == [("3", "0"), ("4", "1"), ("5", "1")]
+
+
+def test_host_exception_passes_through_untouched(pkg, core):
     name, wd = pkg
     eng = importlib.import_module(f"{name}.engine")
     seen = []
 
     def factory(ctx):
-        return (lambda a, k: None), (lambda st, res, exc: seen.append(exc))
+        return Hooks(before=lambda n: n, after=lambda result, n: seen.append(result))
 
-    t = T(name, "engine", "Scheduler.schedule", wrap="python", probe=factory)
-    Registry([t], FakeRecorder(), watchdog=wd, vllm_version="0.32.0").activate()
-    with pytest.raises(ValueError, match="negative") as info:
+    t = T(name, "engine", "Scheduler.schedule", hooks=factory)
+    Registry([t], core.recorder, watchdog=wd, vllm_version="0.32.0").activate()
+    with pytest.raises(ValueError, match="negative"):
         eng.Scheduler().schedule(-1)
-    assert seen == [info.value]
+    assert seen == []  # after runs only when vLLM returned
     assert eng.CALLS == [-1]
+    assert [r["v0"] for r in core.rows()] == ["-1"]  # the span is recorded all the same
 
 
-def test_fault_injection_makes_every_probe_raise(pkg):
+def test_fault_injection_makes_every_hook_raise(pkg, core):
     name, wd = pkg
     eng = importlib.import_module(f"{name}.engine")
     ts = [
-        T(name, "engine", "Scheduler.schedule", wrap="python", probe=counting_probe),
-        T(name, "engine", "set_forward_context", wrap="python", probe=counting_probe),
+        T(name, "engine", "Scheduler.schedule", hooks=counting_hooks),
+        T(name, "engine", "set_forward_context", hooks=counting_hooks),
     ]
-    rec = FakeRecorder()
-    reg = Registry(ts, rec, watchdog=wd, vllm_version="0.32.0")
-    reg.activate()
-    guard.set_fault_injection(True)
+    set_fault_injection(True)
     try:
+        reg = Registry(ts, core.recorder, watchdog=wd, vllm_version="0.32.0")
+        reg.activate()
         assert eng.Scheduler().schedule(4) == 8
         assert eng.set_forward_context(1) == ("ctx", 1)
     finally:
-        guard.set_fault_injection(False)
+        set_fault_injection(False)
     rows = reg.status()
-    assert all(r["probe"]["errors"] == 1 and not r["probe"]["active"] for r in rows)
-    assert all("FaultInjected" in r["probe"]["first_error"] for r in rows)
-    assert rec.spans == []
+    assert all(r["health"]["errors"] == 1 and not r["health"]["active"] for r in rows)
+    assert all("FaultInjected" in r["health"]["first_error"] for r in rows)
+    assert [r["v0"] for r in core.rows()] == ["0", "0"]  # timed, no hook values
 
 
-def test_arg_reader_binds_by_name():
-    def f(self, scheduler_output, extra=None):
-        pass
-
-    r = guard.ArgReader(f, "scheduler_output")
-    assert r.get(("self", "SO"), {}) == "SO"
-    assert r.get(("self",), {"scheduler_output": "KW"}) == "KW"
-    assert r.get(("self",), {}) is None
-    with pytest.raises(LookupError):
-        guard.ArgReader(f, "nope")
+def test_coroutine_targets_are_skipped_with_the_reason(tmp_path, monkeypatch, core):
+    name = f"pm_async_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text("async def render(x):\n    return x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    wd = ModuleWatchdog()
+    wd.install()
+    try:
+        mod = importlib.import_module(name)
+        reg = Registry(
+            [Target(f"{name}:render", "render", TABLE)],
+            core.recorder,
+            watchdog=wd,
+            vllm_version="0.32.0",
+        )
+        reg.activate()
+        (row,) = reg.status()
+        assert row["state"] == SKIPPED and "coroutine" in row["reason"]
+        assert not hasattr(mod.render, "__wrapped__")
+    finally:
+        wd.uninstall()
+        sys.modules.pop(name, None)
 
 
 def test_target_validation():
     with pytest.raises(ValueError):
-        Target(module="m", qualname="f", category="c", operation="o", wrap="python")
+        Target("m:f", "o", TABLE, sets_step=True)  # sets_step without hooks
     with pytest.raises(ValueError):
-        Target(module="m", qualname="f", category="c", operation="o", wrap="magic")
+        Target("no-colon", "o", TABLE)
     with pytest.raises(ValueError):
-        Target(module="m", qualname="f", category="c", operation="o", vllm_min="not-a-version")
+        Target(Site("m", "f", vllm_min="not-a-version"), "o", TABLE)
+    with pytest.raises(ValueError):
+        Target("m:f", "o", TABLE, alternatives=("m:f",))
+    with pytest.raises(ValueError):
+        Column("x", "no-such-source")
 
 
 @pytest.mark.parametrize(

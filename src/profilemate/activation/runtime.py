@@ -115,9 +115,9 @@ class Runtime:
 
         cfg = self.config
         _log.configure(cfg.log)
-        from profilemate.probes import guard
+        from profilemate.probes import registry
 
-        guard.set_fault_injection(cfg.fault_inject)
+        registry.set_fault_injection(cfg.fault_inject)
         missing = [f for f in ("start", "stop", "timed", "define_table") if not hasattr(_core, f)]
         if missing:
             raise RuntimeError(

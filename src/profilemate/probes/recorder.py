@@ -1,15 +1,12 @@
 """The probes' only door to the C++ core (``profilemate._core``, see docs/CORE_API.md).
 
-Tables and strings are declared once and cached here, so probe code on the hot path passes ids only.
-Tests substitute an object with the same methods to exercise the registry without the core.
+Tables and strings are declared once and cached here, so wrappers carry ids only.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-
-from profilemate.probes.tables import TABLES
 
 
 class CoreRecorder:
@@ -18,22 +15,22 @@ class CoreRecorder:
         self._tables: dict[str, int] = {}
         self._strings: dict[str, int] = {}
         self._lock = threading.Lock()
-        # Bound once: these run per engine step.
+        # For hooks that record more than their own row (bound once).
         self.now_ns = core.now_ns
-        self.set_step = core.set_step
         self.current_step = core.current_step
         self.span = core.record_span
         self.instant = core.record_instant
         self.counter = core.record_counter
 
-    def table(self, name: str) -> int:
-        tid = self._tables.get(name)
+    def table(self, table) -> int:
+        """The id of a ``spec.Table`` (defined in the core on first use)."""
+        tid = self._tables.get(table.name)
         if tid is None:
             with self._lock:
-                tid = self._tables.get(name)
+                tid = self._tables.get(table.name)
                 if tid is None:
-                    tid = self._core.define_table(name, list(TABLES[name]))
-                    self._tables[name] = tid
+                    tid = self._core.define_table(table.name, table.core_columns())
+                    self._tables[table.name] = tid
         return tid
 
     def intern(self, s: str) -> int:
@@ -43,5 +40,6 @@ class CoreRecorder:
             self._strings[s] = sid
         return sid
 
-    def timed(self, fn: Callable, table: int, name: int, ctx: int = 0) -> Callable:
-        return self._core.timed(fn, table, name, ctx)
+    def timed(self, fn: Callable, table: int, name: int, ctx: int = 0, **hooks) -> Callable:
+        """``_core.timed``: before/after/sets_step/on_error as keywords."""
+        return self._core.timed(fn, table, name, ctx, **hooks)

@@ -1,10 +1,11 @@
 """The probe registry: every target is data, patching is idempotent, and every outcome is reported.
 
-A :class:`Target` names a callable inside vLLM (module + qualified name), the vLLM range it applies
-to, and how it is wrapped. The :class:`Registry` asks the import watchdog to call it when a target's
-module executes (or at once, for modules already imported), patches there, and keeps one status per
-target: ``applied``, ``pending`` (module not imported in this process yet), ``skipped`` (with the
-reason) or ``failed`` (with the error). Nothing here raises into the host.
+A :class:`~profilemate.probes.spec.Target` names a site inside vLLM (module + qualified name, with
+older locations as alternative sites), the vLLM range of each, and its hooks. The :class:`Registry`
+asks the import watchdog to call it when a site's module executes (or at once, for modules already
+imported), wraps the callable there with the C++ ``_core.timed`` and keeps one status per site:
+``applied``, ``pending`` (module not imported in this process yet), ``skipped`` (with the reason)
+or ``failed`` (with the error). Nothing here raises into the host.
 """
 
 from __future__ import annotations
@@ -23,8 +24,7 @@ from types import ModuleType
 from typing import Any
 
 from profilemate.probes import versions
-from profilemate.probes.guard import WRAPPER_MARK, ProbeState, guarded
-from profilemate.probes.tables import CPU_OPERATIONS
+from profilemate.probes.spec import HookContext, Hooks, Site, Target
 
 log = logging.getLogger("profilemate")
 
@@ -36,58 +36,47 @@ APPLIED, PENDING, SKIPPED, FAILED = "applied", "pending", "skipped", "failed"
 _LIVE_WRAPPERS: dict[int, Any] = {}
 _MISSING = object()
 
-
-@dataclass(frozen=True)
-class Target:
-    """One place in vLLM a probe attaches to."""
-
-    module: str
-    qualname: str  # "Class.method" or "function"
-    category: str  # the probes/ module that owns it: cpu_ops, kv_cache, ...
-    operation: str  # the name recorded in the table
-    wrap: str = "timed"  # "timed": _core.timed (C++); "python": guarded Python wrapper
-    table: str = CPU_OPERATIONS
-    probe: Callable[[ProbeContext], tuple[Callable, Callable]] | None = None  # for wrap="python"
-    vllm_min: str | None = None  # inclusive
-    vllm_below: str | None = None  # exclusive
-    rebind: bool = False  # also patch names bound elsewhere by `from module import name`
-    params: tuple[str, ...] = ()  # parameters the probe reads (by name); checked before patching
-    roles: tuple[str, ...] = ()  # processes where it fires (documentation, doctor)
-    group: str | None = None  # alternatives across vLLM versions: one applied is enough
-    note: str = ""
-
-    @property
-    def key(self) -> str:
-        return f"{self.module}:{self.qualname}"
-
-    def __post_init__(self) -> None:
-        if self.wrap not in ("timed", "python"):
-            raise ValueError(f"{self.key}: wrap must be 'timed' or 'python'")
-        if self.wrap == "python" and self.probe is None:
-            raise ValueError(f"{self.key}: a python wrapper needs a probe factory")
-        versions.in_range(versions.parse("0") or (), self.vllm_min, self.vllm_below)  # bounds parse
+_fault_inject = False
 
 
-@dataclass
-class ProbeContext:
-    """What a probe factory gets: the original callable, the recorder and its ids, its switch."""
+def set_fault_injection(on: bool) -> None:
+    """PROFILEMATE_FAULT_INJECT=1 (tests only): every hook raises FaultInjected on entry."""
+    global _fault_inject
+    _fault_inject = bool(on)
 
-    target: Target
-    original: Callable
-    recorder: Any
-    probe: ProbeState
 
-    @property
-    def table_id(self) -> int:
-        return self.recorder.table(self.target.table)
+class FaultInjected(RuntimeError):
+    """Raised by every hook when fault injection is on."""
 
-    @property
-    def name_id(self) -> int:
-        return self.recorder.intern(self.target.operation)
 
-    @property
-    def ctx_id(self) -> int:
-        return self.recorder.intern(self.target.qualname)
+class Health:
+    """Run-time health of one site's hooks; ``fail`` is the wrapper's ``on_error``.
+
+    The C++ wrapper switches its hooks off at their first exception and calls ``fail`` once: the
+    error is counted, logged once with its traceback, and shown in patch_status.json.
+    """
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.active = True
+        self.errors = 0
+        self.first_error: str | None = None
+
+    def fail(self, exc: BaseException) -> None:
+        self.errors += 1
+        self.active = False
+        if self.first_error is None:
+            self.first_error = f"{type(exc).__name__}: {exc}"
+            log.warning(
+                "probe %s raised %s and its hooks are switched off for this process; vLLM is "
+                "unaffected",
+                self.key,
+                self.first_error,
+                exc_info=(type(exc), exc, exc.__traceback__),
+            )
+
+    def as_dict(self) -> dict:
+        return {"active": self.active, "errors": self.errors, "first_error": self.first_error}
 
 
 @dataclass
@@ -101,12 +90,13 @@ class _Patch:
 
 
 @dataclass
-class _TargetState:
+class _SiteState:
     target: Target
+    site: Site
     state: str = PENDING
     reason: str = ""
     error: str = ""
-    probe: ProbeState | None = None
+    health: Health | None = None
     patches: list[_Patch] = field(default_factory=list)
     applied_at: float | None = None
 
@@ -139,11 +129,7 @@ def _unwrap_descriptor(raw: Any) -> tuple[Callable, Callable[[Callable], Any]]:
 
 def is_wrapper(obj: Any) -> bool:
     func = obj.__func__ if isinstance(obj, staticmethod | classmethod) else obj
-    return (
-        id(func) in _LIVE_WRAPPERS
-        and _LIVE_WRAPPERS[id(func)] is func
-        or hasattr(func, WRAPPER_MARK)
-    )
+    return id(func) in _LIVE_WRAPPERS and _LIVE_WRAPPERS[id(func)] is func
 
 
 def module_file_exists(name: str) -> bool | None:
@@ -185,11 +171,12 @@ class Registry:
         vllm_version: str | None,
         on_change: Callable[[], None] | None = None,
     ) -> None:
-        self._states: dict[str, _TargetState] = {}
+        self._states: dict[str, _SiteState] = {}
         for t in targets:
-            if t.key in self._states:
-                raise ValueError(f"duplicate target {t.key}")
-            self._states[t.key] = _TargetState(t)
+            for site in t.sites:
+                if site.key in self._states:
+                    raise ValueError(f"duplicate target {site.key}")
+                self._states[site.key] = _SiteState(t, site)
         self._recorder = recorder
         self._watchdog = watchdog
         self.vllm_version = vllm_version
@@ -197,9 +184,9 @@ class Registry:
         self._on_change = on_change
         self._lock = threading.RLock()
         self._active = False
-        self._by_module: dict[str, list[_TargetState]] = {}
+        self._by_module: dict[str, list[_SiteState]] = {}
         for st in self._states.values():
-            self._by_module.setdefault(st.target.module, []).append(st)
+            self._by_module.setdefault(st.site.module, []).append(st)
 
     # --- lifecycle ----------------------------------------------------------------------------
     def activate(self) -> None:
@@ -243,32 +230,34 @@ class Registry:
     # --- status -------------------------------------------------------------------------------
     def status(self) -> list[dict]:
         with self._lock:
-            applied_groups = {
-                st.target.group: st.target.key
-                for st in self._states.values()
-                if st.state == APPLIED and st.target.group
+            # A target's sites are alternatives: once one is applied, the others say so.
+            applied = {
+                st.site.key: st.site.key for st in self._states.values() if st.state == APPLIED
             }
             rows = []
             for st in self._states.values():
-                t = st.target
+                t, site = st.target, st.site
                 state, reason = st.state, st.reason
-                if state in (PENDING, SKIPPED) and t.group in applied_groups:
-                    state, reason = SKIPPED, f"alternative {applied_groups[t.group]} is applied"
+                other = applied.get(t.key)
+                if state in (PENDING, SKIPPED) and other and other != site.key:
+                    state, reason = SKIPPED, f"alternative {other} is applied"
                 rows.append(
                     {
-                        "target": t.key,
-                        "module": t.module,
-                        "qualname": t.qualname,
+                        "target": site.key,
+                        "module": site.module,
+                        "qualname": site.qualname,
+                        "alternative_of": None if site is t.site else t.key,
                         "category": t.category,
                         "operation": t.operation,
-                        "wrap": t.wrap,
-                        "vllm_range": versions.describe_range(t.vllm_min, t.vllm_below),
+                        "table": t.table.name,
+                        "hooks": _hooks_label(t),
+                        "vllm_range": site.vllm_range,
                         "roles": list(t.roles),
                         "state": state,
                         "reason": reason,
                         "error": st.error,
                         "patches": len(st.patches),
-                        "probe": st.probe.as_dict() if st.probe else None,
+                        "health": st.health.as_dict() if st.health else None,
                     }
                 )
             return rows
@@ -280,23 +269,22 @@ class Registry:
         return out
 
     # --- patching -----------------------------------------------------------------------------
-    def _initial_state(self, st: _TargetState) -> None:
-        t = st.target
+    def _initial_state(self, st: _SiteState) -> None:
+        site = st.site
         if self._version is not None and not versions.in_range(
-            self._version, t.vllm_min, t.vllm_below
+            self._version, site.vllm_min, site.vllm_below
         ):
             st.state = SKIPPED
-            st.reason = (
-                f"not for vLLM {self.vllm_version} "
-                f"(target range {versions.describe_range(t.vllm_min, t.vllm_below)})"
-            )
+            st.reason = f"not for vLLM {self.vllm_version} (target range {site.vllm_range})"
             return
-        if t.module in sys.modules:
+        if site.module in sys.modules:
             return  # patched right after, by the watchdog's run_now
-        exists = module_file_exists(t.module)
+        exists = module_file_exists(site.module)
         if exists is False:
             st.state = SKIPPED
-            st.reason = f"module {t.module} not in vLLM {self.vllm_version or '(unknown version)'}"
+            st.reason = (
+                f"module {site.module} not in vLLM {self.vllm_version or '(unknown version)'}"
+            )
         else:
             st.state = PENDING
             st.reason = "module not imported in this process (yet)"
@@ -308,15 +296,15 @@ class Registry:
         if changed:
             self._changed()
 
-    def _patch(self, st: _TargetState, module: ModuleType) -> bool:
-        t = st.target
+    def _patch(self, st: _SiteState, module: ModuleType) -> bool:
+        t, site = st.target, st.site
         with self._lock:
             if not self._active:
                 return False
             if st.state == SKIPPED and st.reason.startswith("not for vLLM"):
                 return False
             try:
-                owner, attr, raw = _resolve(module, t.qualname)
+                owner, attr, raw = _resolve(module, site.qualname)
             except AttributeError as e:
                 return self._set(st, SKIPPED, f"{e} (vLLM {self.vllm_version or 'unknown'})")
             if is_wrapper(raw):
@@ -327,19 +315,27 @@ class Registry:
                 func, rewrap = _unwrap_descriptor(raw)
                 if not callable(func):
                     return self._set(
-                        st, SKIPPED, f"{t.qualname} is not callable ({type(func).__name__})"
+                        st, SKIPPED, f"{site.qualname} is not callable ({type(func).__name__})"
                     )
-                missing = _missing_params(func, t.params)
-                if missing:
+                if _is_deferred(func):
                     return self._set(
                         st,
                         SKIPPED,
-                        f"signature changed: {t.qualname} has no parameter {', '.join(missing)} "
+                        f"{site.qualname} is a coroutine/generator function: a synchronous timing "
+                        "wrapper would time only its creation",
+                    )
+                hooks = t.hooks(HookContext(t, func, self._recorder)) if t.hooks else Hooks()
+                params, problem = bind_params(func, hook_params(hooks))
+                if problem:
+                    return self._set(
+                        st,
+                        SKIPPED,
+                        f"signature changed: {site.qualname} {problem} "
                         f"(vLLM {self.vllm_version or 'unknown'})",
                     )
-                if st.probe is None:
-                    st.probe = ProbeState(t.key)
-                wrapper = self._make_wrapper(t, func, st.probe)
+                if st.health is None:
+                    st.health = Health(site.key)
+                wrapper = self._make_wrapper(t, site, func, hooks, params, st.health)
                 installed = rewrap(wrapper)
                 previous = owner.__dict__.get(attr, _MISSING) if hasattr(owner, "__dict__") else raw
                 setattr(owner, attr, installed)
@@ -350,26 +346,38 @@ class Registry:
                 st.patches.append(patch)
             except Exception as e:
                 st.error = f"{type(e).__name__}: {e}"
-                log.warning("could not patch %s: %s", t.key, st.error)
+                log.warning("could not patch %s: %s", site.key, st.error)
                 return self._set(st, FAILED, "patching raised")
             st.error = ""
             st.applied_at = time.time()
             log.debug(
-                "patched %s (%s%s)",
-                t.key,
-                t.wrap,
+                "patched %s (hooks: %s%s)",
+                site.key,
+                _hooks_label(t),
                 f", rebound in {len(patch.rebinds)} module(s)" if patch.rebinds else "",
             )
             return self._set(st, APPLIED, "")
 
-    def _make_wrapper(self, t: Target, func: Callable, probe: ProbeState) -> Callable:
-        ctx = ProbeContext(t, func, self._recorder, probe)
-        if t.wrap == "timed":
-            return self._recorder.timed(func, ctx.table_id, ctx.name_id, ctx.ctx_id)
-        before, after = t.probe(ctx)
-        return guarded(func, probe, before, after)
+    def _make_wrapper(
+        self, t: Target, site: Site, func: Callable, hooks: Hooks, params: tuple, health: Health
+    ) -> Callable:
+        before, after = hooks
+        if _fault_inject:
+            before = _fault if before else None
+            after = _fault if after else None
+        return self._recorder.timed(
+            func,
+            self._recorder.table(t.table),
+            self._recorder.intern(t.operation),
+            self._recorder.intern(site.qualname),
+            before=before,
+            after=after,
+            params=params,
+            sets_step=t.sets_step and before is not None,
+            on_error=health.fail,
+        )
 
-    def _unpatch(self, st: _TargetState) -> None:
+    def _unpatch(self, st: _SiteState) -> None:
         for p in reversed(st.patches):
             try:
                 for mod, name, original in p.rebinds:
@@ -382,15 +390,15 @@ class Registry:
                     else:
                         setattr(p.owner, p.attr, p.previous)
                 else:
-                    log.debug("%s was re-wrapped by someone else; left in place", st.target.key)
+                    log.debug("%s was re-wrapped by someone else; left in place", st.site.key)
             except Exception as e:  # a read-only owner, a vanished module: report, carry on
-                log.warning("could not unpatch %s: %s", st.target.key, e)
+                log.warning("could not unpatch %s: %s", st.site.key, e)
             _LIVE_WRAPPERS.pop(id(p.wrapper), None)
         st.patches.clear()
         if st.state == APPLIED:
             st.state, st.reason = PENDING, "unpatched (profiling disabled)"
 
-    def _set(self, st: _TargetState, state: str, reason: str) -> bool:
+    def _set(self, st: _SiteState, state: str, reason: str) -> bool:
         changed = (st.state, st.reason) != (state, reason)
         st.state, st.reason = state, reason
         return changed or state == APPLIED
@@ -418,14 +426,75 @@ class Registry:
             log.debug("%s (vLLM %s)", line, self.vllm_version)
 
 
-def _missing_params(func: Callable, params: tuple[str, ...]) -> list[str]:
-    if not params:
-        return []
+def _fault(*args, **kwargs):
+    raise FaultInjected("fault injected into a probe hook")
+
+
+def _hooks_label(t: Target) -> str:
+    return "before/after" if t.hooks else "none (timing only)"
+
+
+def _is_deferred(func: Callable) -> bool:
+    f = inspect.unwrap(func)
+    return (
+        inspect.iscoroutinefunction(f)
+        or inspect.isasyncgenfunction(f)
+        or inspect.isgeneratorfunction(f)
+    )
+
+
+def hook_params(hooks: Hooks) -> tuple[str, ...]:
+    """The vLLM parameter names the hooks read: ``before(a, b)`` / ``after(result, a, b)``.
+
+    Raises TypeError for hooks that are not plain functions of the same names (a probe bug).
+    """
+    names: tuple[str, ...] | None = None
+    for hook, skip in ((hooks.before, 0), (hooks.after, 1)):
+        if hook is None:
+            continue
+        params = list(inspect.signature(hook).parameters.values())
+        plain = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        if any(p.kind not in plain for p in params) or len(params) < skip:
+            raise TypeError(
+                f"hook {hook.__qualname__} must be a plain function of the vLLM parameters it "
+                "reads (after: the result first), without *args/**kwargs"
+            )
+        mine = tuple(p.name for p in params[skip:])
+        if names is not None and mine != names:
+            raise TypeError(f"before and after hooks read different parameters: {names} vs {mine}")
+        names = mine
+    return names or ()
+
+
+def bind_params(func: Callable, names: tuple[str, ...]) -> tuple[tuple | None, str | None]:
+    """``_core.timed``'s ``params`` for ``names``, bound by name against vLLM's signature.
+
+    Returns (params, None), or (None, why) when vLLM's function has no such parameter.
+    """
+    if not names:
+        return (), None
     try:
-        names = set(inspect.signature(func).parameters)
+        sig = inspect.signature(func)
     except (TypeError, ValueError):
-        return []  # builtins without a signature: cannot check, trust the target
-    return [p for p in params if p not in names]
+        return None, "has no inspectable signature"
+    positional = [
+        p.name
+        for p in sig.parameters.values()
+        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    ]
+    var_kw = any(p.kind == inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
+    out = []
+    for name in names:
+        p = sig.parameters.get(name)
+        if p is None or p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+            if var_kw and p is None:
+                out.append((-1, name, None))  # may arrive through **kwargs
+                continue
+            return None, f"has no parameter {name!r}"
+        pos = positional.index(name) if name in positional else -1
+        kwname = None if p.kind == inspect.Parameter.POSITIONAL_ONLY else name
+        out.append((pos, kwname, None if p.default is inspect.Parameter.empty else p.default))
+    return tuple(out), None
 
 
 def _rebind(module_name: str, attr: str, original: Any, installed: Any, home: ModuleType) -> list:
@@ -453,16 +522,16 @@ def _rebind(module_name: str, attr: str, original: Any, installed: Any, home: Mo
     return done
 
 
-def inspect_target(t: Target) -> dict:
+def inspect_site(t: Target, site: Site) -> dict:
     """For `profilemate doctor`: import the module and report presence and signature."""
-    out: dict[str, Any] = {"target": t.key, "present": False, "signature_ok": None, "detail": ""}
+    out: dict[str, Any] = {"target": site.key, "present": False, "signature_ok": None, "detail": ""}
     try:
-        module = importlib.import_module(t.module)
+        module = importlib.import_module(site.module)
     except Exception as e:
         out["detail"] = f"module not importable: {type(e).__name__}: {e}"
         return out
     try:
-        _owner, _attr, raw = _resolve(module, t.qualname)
+        _owner, _attr, raw = _resolve(module, site.qualname)
     except AttributeError as e:
         out["detail"] = str(e)
         return out
@@ -472,8 +541,12 @@ def inspect_target(t: Target) -> dict:
         out["signature"] = str(inspect.signature(func))
     except (TypeError, ValueError):
         out["signature"] = None
-    missing = _missing_params(func, t.params)
-    out["signature_ok"] = not missing
-    if missing:
-        out["detail"] = f"missing parameter(s): {', '.join(missing)}"
+    try:
+        hooks = t.hooks(HookContext(t, func, None)) if t.hooks else Hooks()
+        problem = bind_params(func, hook_params(hooks))[1]
+    except Exception as e:
+        problem = f"hooks cannot be built: {type(e).__name__}: {e}"
+    out["signature_ok"] = problem is None
+    if problem:
+        out["detail"] = problem
     return out
