@@ -20,21 +20,21 @@ BUILD="$ROOT/build/cpp-tests"
 "$VENV/bin/cmake" --build "$BUILD" -j2
 "$VENV/bin/ctest" --test-dir "$BUILD" --output-on-failure --timeout 300
 
-echo "== import watchdog, registry and probe logic on Python 3.12/3.13 (new import semantics) =="
-# vLLM here runs on 3.11, but the seed tool died on 3.12's import system: these tests need no
-# compiled core and run from the source tree in a small venv per interpreter found on the machine.
+echo "== import watchdog, registry, probe framework and the C++ wrapper on Python 3.12/3.13 =="
+# vLLM here runs on 3.11, but the seed tool died on 3.12's import system, and the C++ wrapper uses
+# version-specific CPython APIs (3.12's PyErr_GetRaisedException): these tests need no vLLM, so each
+# interpreter gets a small venv with the pinned build tools and this package built for it.
 for v in 3.12 3.13; do
   py=$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$v".*/bin/python 2>/dev/null | tail -1 || true)
   if [[ -z "$py" ]] && "python$v" -c '' 2>/dev/null; then py=$(command -v "python$v"); fi
   if [[ -z "$py" ]]; then echo "python$v not found on this machine: skipped"; continue; fi
   venv="$ROOT/build/venv-py$v"
-  if [[ ! -x "$venv/bin/python" ]]; then
-    "$py" -m venv "$venv" && "$venv/bin/python" -m pip -q --disable-pip-version-check install \
-      pytest==9.2.0 pytest-timeout==2.4.0
-  fi
-  PYTHONPATH="$ROOT/src" "$venv/bin/python" -m pytest -p no:cacheprovider -q -o addopts="" \
-    tests/python/test_watchdog.py tests/python/test_registry.py \
-    tests/python/test_probe_cpu_ops.py tests/python/test_activation_units.py
+  if [[ ! -x "$venv/bin/python" ]]; then "$py" -m venv "$venv"; fi
+  "$venv/bin/python" -m pip -q --disable-pip-version-check install -r "$ROOT/requirements/dev.txt"
+  "$venv/bin/python" -m pip -q --disable-pip-version-check install --no-build-isolation --no-deps "$ROOT"
+  (cd "$ROOT/tests/python" && "$venv/bin/python" -m pytest -p no:cacheprovider -q -o addopts="" \
+    test_watchdog.py test_registry.py test_probe_cpu_ops.py test_probe_framework.py \
+    test_activation_units.py test_core_timed.py)
 done
 
 echo "== Python and end-to-end tests (pytest, real vLLM on CPU) =="

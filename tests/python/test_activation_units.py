@@ -108,3 +108,18 @@ def test_argv_detection(argv, why):
 )
 def test_process_roles(name, hint, role):
     assert detect.process_role(name, hint) == role
+
+
+@pytest.mark.parametrize(
+    "argv,role",
+    [
+        (["python3", "-m", "vllm.model_executor.models.registry"], "helper-registry"),
+        (["python3", "-m", "vllm.entrypoints.openai.api_server"], "api"),
+        (["python3", "script.py"], "api"),
+    ],
+)
+def test_vllm_helper_processes_are_not_the_api(monkeypatch, argv, role):
+    # vLLM 0.32.0 inspects model architectures in `python -m vllm.model_executor.models.registry`
+    # when its cache is cold: such a helper must not appear as a second API process.
+    monkeypatch.setattr("sys.orig_argv", argv)
+    assert detect.process_role("MainProcess") == role

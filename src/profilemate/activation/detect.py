@@ -25,6 +25,26 @@ def command_line() -> list[str]:
 
 def argv_says_vllm(argv: list[str] | None = None) -> str | None:
     """'vllm CLI' / 'python -m vllm...' / None, from the interpreter's command line."""
+    mod = main_module(argv)
+    if mod is not None:
+        return "python -m vllm" if mod.split(".")[0] == "vllm" else None
+    orig = list(getattr(sys, "orig_argv", []) if argv is None else argv)
+    i = 1
+    while i < len(orig):
+        a = orig[i]
+        if a == "-c" or a == "-":
+            return None
+        if a in ("-X", "-W", "--check-hash-based-pycs"):
+            i += 2
+            continue
+        if not a.startswith("-"):
+            return "vllm CLI" if os.path.basename(a) == "vllm" else None
+        i += 1
+    return None
+
+
+def main_module(argv: list[str] | None = None) -> str | None:
+    """The module run with ``python -m <module>``, or None."""
     orig = list(getattr(sys, "orig_argv", []) if argv is None else argv)
     i = 1  # orig_argv[0] is the interpreter
     while i < len(orig):
@@ -35,10 +55,9 @@ def argv_says_vllm(argv: list[str] | None = None) -> str | None:
             i += 2
             continue
         if a == "-m" or (a.startswith("-m") and len(a) > 2):
-            mod = orig[i + 1] if a == "-m" and i + 1 < len(orig) else a[2:]
-            return "python -m vllm" if mod.split(".")[0] == "vllm" else None
+            return orig[i + 1] if a == "-m" and i + 1 < len(orig) else a[2:] or None
         if not a.startswith("-"):
-            return "vllm CLI" if os.path.basename(a) == "vllm" else None
+            return None
         i += 1
     return None
 
@@ -63,5 +82,13 @@ def process_role(name: str | None = None, hint: str | None = None) -> str:
     if m:
         return f"worker-{m.group(1)}"
     if name == "MainProcess":
-        return hint or "api"
+        if hint:
+            return hint
+        # vLLM runs helpers as `python -m vllm.<module>` (0.32.0: the model registry inspects
+        # architectures in `python -m vllm.model_executor.models.registry` when its cache is
+        # cold); they are not the API process. Entry points (vllm.entrypoints.*) are.
+        mod = main_module()
+        if mod and mod.startswith("vllm.") and not mod.startswith("vllm.entrypoints"):
+            return "helper-" + mod.rsplit(".", 1)[-1].replace("_", "-")
+        return "api"
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "proc"
