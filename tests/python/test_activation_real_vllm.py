@@ -90,16 +90,14 @@ def test_vllm_imported_first_then_enable_and_rebind(tmp_path):
 
         # A rebind target on the real modules: the runner's own binding must follow.
         from profilemate.hooks.watchdog import get_watchdog
-        from profilemate.probes.registry import Registry, Target, is_wrapper
-        class Rec:
-            def table(self, n): return 1
-            def intern(self, s): return 1
-            def timed(self, fn, t, n, c=0):
-                def w(*a, **k): return fn(*a, **k)
-                return w
-        t = Target(module="vllm.forward_context", qualname="set_forward_context", category="cpu_ops",
-                   operation="set_forward_context", rebind=True)
-        reg = Registry([t], Rec(), watchdog=get_watchdog(), vllm_version="0.32.0")
+        from profilemate import _core
+        from profilemate.probes.recorder import CoreRecorder
+        from profilemate.probes.registry import Registry, is_wrapper
+        from profilemate.probes.spec import Column, Table, Target
+        table = Table("rebind_test", (Column("operation", "name"),))
+        t = Target("vllm.forward_context:set_forward_context", "set_forward_context", table,
+                   rebind=True)
+        reg = Registry([t], CoreRecorder(_core), watchdog=get_watchdog(), vllm_version="0.32.0")
         reg.activate()
         rebound = gmr.set_forward_context is fc.set_forward_context is not original
         reg.deactivate()

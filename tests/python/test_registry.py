@@ -520,3 +520,27 @@ def test_version_parse_edges():
     v = versions.parse("0.32.0")
     assert versions.in_range(v, "0.30", "0.33") and not versions.in_range(v, "0.33", None)
     assert versions.in_range(v, None, None) and not versions.in_range(v, None, "0.32.0")
+
+
+def test_a_contextmanager_function_is_not_taken_for_a_generator(tmp_path, monkeypatch, core):
+    # vLLM's set_forward_context is a @contextmanager: its __wrapped__ is a generator function.
+    name = f"pm_cm_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(
+        "import contextlib\n@contextlib.contextmanager\ndef ctx(x):\n    yield x\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    wd = ModuleWatchdog()
+    wd.install()
+    try:
+        mod = importlib.import_module(name)
+        reg = Registry(
+            [Target(f"{name}:ctx", "ctx", TABLE)], core.recorder, watchdog=wd, vllm_version="0.32.0"
+        )
+        reg.activate()
+        assert reg.status()[0]["state"] == APPLIED
+        with mod.ctx(3) as v:
+            assert v == 3
+        assert core.names() == ["ctx"]
+    finally:
+        wd.uninstall()
+        sys.modules.pop(name, None)

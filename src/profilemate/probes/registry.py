@@ -435,7 +435,8 @@ def _hooks_label(t: Target) -> str:
 
 
 def _is_deferred(func: Callable) -> bool:
-    f = inspect.unwrap(func)
+    # Not unwrapped: @contextmanager's function wraps a generator function but is a plain one.
+    f = func
     return (
         inspect.iscoroutinefunction(f)
         or inspect.isasyncgenfunction(f)
