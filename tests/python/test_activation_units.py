@@ -41,6 +41,33 @@ def test_aliases_with_notice():
 
 
 @pytest.mark.parametrize(
+    "env,mode",
+    [
+        ({}, "off"),
+        ({"PROFILEMATE": "1"}, "auto"),
+        ({"PROFILEMATE": " Force "}, "force"),
+        ({"PROFILEMATE": ""}, "off"),
+        ({"VLLM_ENABLE_PROFILING": "yes"}, "auto"),
+        ({"VLLM_ENABLE_PROFILING": "1", "PROFILEMATE": "0"}, "off"),  # our own name wins
+        ({"VLLM_ENABLE_PROFILING": "0", "PROFILEMATE": "force"}, "force"),
+        ({"PROFILEMATE_DIR": "/x"}, "off"),
+    ],
+)
+def test_mode_from_env_is_the_one_reading(env, mode):
+    assert config.mode_from_env(env) == mode
+    assert config.load(env).mode == mode
+
+
+def test_mode_from_env_reads_os_environ(monkeypatch):
+    monkeypatch.delenv("VLLM_ENABLE_PROFILING", raising=False)
+    monkeypatch.setenv("PROFILEMATE", "force")
+    assert config.mode_from_env() == "force"
+    monkeypatch.delenv("PROFILEMATE")
+    assert config.mode_from_env() == "off"
+    assert config.mode_variable() == ("PROFILEMATE", None)
+
+
+@pytest.mark.parametrize(
     "env,needle",
     [
         ({"PROFILEMATE": "maybe"}, "PROFILEMATE='maybe' is not valid (allowed: 1/true/on/auto"),
@@ -58,7 +85,8 @@ def test_aliases_with_notice():
         ({"PROFILEMATE_RING_CAPACITY": "32"}, "PROFILEMATE_RING_CAPACITY='32' is not valid"),
         ({"PROFILEMATE_FLUSH_MS": "5000"}, "(allowed: an integer from 1 to 1000)"),
         ({"PROFILEMATE_SESSION_START_NS": "x"}, "PROFILEMATE_SESSION_START_NS='x' is not valid"),
-        ({"VLLM_ENABLE_PROFILING": "yess"}, "PROFILEMATE='yess'"),
+        # The message names the variable the user set.
+        ({"VLLM_ENABLE_PROFILING": "yess"}, "VLLM_ENABLE_PROFILING='yess' is not valid"),
     ],
 )
 def test_malformed_values_name_variable_and_allowed(env, needle):
