@@ -136,3 +136,20 @@ def test_argv_detection(argv, why):
 )
 def test_process_roles(name, hint, role):
     assert detect.process_role(name, hint) == role
+
+
+def test_one_log_prefix(capsys):
+    import logging
+    import os
+
+    from profilemate import _log
+
+    assert _log.prefix() == f"[profilemate {os.getpid()}] "
+    record = logging.LogRecord("profilemate", logging.INFO, __file__, 1, "hello", None, None)
+    assert logging.Formatter(_log.PREFIX_FORMAT + "%(message)s").format(record) == (
+        _log.prefix() + "hello"
+    )
+    _log.notice("plain")
+    _log.notice_once("unit-test once")
+    _log.notice_once("unit-test once")
+    assert capsys.readouterr().err == f"{_log.prefix()}plain\n{_log.prefix()}unit-test once\n"
