@@ -188,7 +188,16 @@ def test_env_activation_follows_vllm_into_every_process(fake_vllm, tmp_path, met
     assert meta["versions"]["vllm"] == "0.32.0"
     assert meta["created_by"]["activation"] == "pth"
     assert meta["config"]["dir"] == str(out)
-    assert set(meta["clock"]) >= {"monotonic_ns", "wall_ns"}
+    # The clock object every JSON file shares (summary.json has the same keys, plus written_at_ns).
+    clock = meta["clock"]
+    assert set(clock) == {"name", "session_start_ns", "monotonic_ns", "realtime_ns"}
+    assert clock["name"] == "CLOCK_MONOTONIC"
+    assert meta["session_start_realtime_ns"] == clock["realtime_ns"] - (
+        clock["monotonic_ns"] - clock["session_start_ns"]
+    )
+    summary = json.loads((dirs["api"] / "summary.json").read_text())
+    assert set(clock) <= set(summary["clock"]) and summary["clock"]["name"] == clock["name"]
+    assert summary["clock"]["session_start_ns"] == clock["session_start_ns"]
     # Default logging: one start-up line per process, naming its folder.
     lines = [ln for ln in proc.stderr.splitlines() if "profiling into" in ln]
     assert len(lines) == 3, proc.stderr
