@@ -90,11 +90,14 @@ if ! stamp_ok vllm "$h"; then
 fi
 
 # --- this package (C++ core built by scikit-build-core + nanobind)
-h=$(cd "$ROOT" && find pyproject.toml CMakeLists.txt cpp src -type f -not -path '*/__pycache__/*' |
+h=$(cd "$ROOT" && find pyproject.toml CMakeLists.txt cmake cpp src -type f -not -path '*/__pycache__/*' |
       LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16)
 if ! stamp_ok profilemate "$h"; then
   say "building and installing profilemate (C++20 core + Python layer)"
-  pip_install "profilemate" --no-build-isolation --no-deps "$ROOT"
+  # PROFILEMATE_CHECK_STUB: fail when the bindings drifted from the committed src/profilemate/_core.pyi
+  # (the message names the refresh command, scripts/update-core-stub.sh).
+  pip_install "profilemate" --no-build-isolation --no-deps \
+    -C cmake.define.PROFILEMATE_CHECK_STUB=ON "$ROOT"
   stamp_set profilemate "$h"
 fi
 

@@ -26,9 +26,19 @@ NB_MODULE(_core, m) {
 
   // Session.
   m.def("start", nb::overload_cast<string, string, int64_t, int64_t, bool, int64_t>(&pm::start),
-        "session_dir"_a, "label"_a, nb::kw_only(), "ring_capacity"_a = 65536,
-        "flush_interval_ms"_a = 100, "trace"_a = true, "session_start_ns"_a = 0,
+        "session_dir"_a, "label"_a, nb::kw_only(), "ring_capacity"_a = pm::kDefaultRingCapacity,
+        "flush_interval_ms"_a = pm::kDefaultFlushIntervalMs, "trace"_a = pm::kDefaultTrace,
+        "session_start_ns"_a = 0,
         "Create <session_dir>/<label>-<pid>/, start the collector; returns the process dir.");
+  // start()'s defaults and limits: the Python layer's copies (profilemate.config) are checked
+  // against these by tests/python/test_config_core_agree.py.
+  m.attr("RING_CAPACITY_DEFAULT") = pm::kDefaultRingCapacity;
+  m.attr("RING_CAPACITY_MIN") = pm::kMinRingCapacity;
+  m.attr("RING_CAPACITY_MAX") = pm::kMaxRingCapacity;
+  m.attr("FLUSH_INTERVAL_MS_DEFAULT") = pm::kDefaultFlushIntervalMs;
+  m.attr("FLUSH_INTERVAL_MS_MIN") = pm::kMinFlushIntervalMs;
+  m.attr("FLUSH_INTERVAL_MS_MAX") = pm::kMaxFlushIntervalMs;
+  m.attr("TRACE_DEFAULT") = pm::kDefaultTrace;
   m.def("stop", &pm::stop, nb::call_guard<nb::gil_scoped_release>(),
         "Drain, write the remaining rows and summary.json, close the trace. Idempotent.");
   m.def("flush", &pm::flush, nb::call_guard<nb::gil_scoped_release>(),

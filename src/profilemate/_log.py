@@ -10,7 +10,11 @@ import os
 import sys
 
 LOGGER_NAME = "profilemate"
+# Every line ProfileMate's Python layer writes to stderr starts with "[profilemate <pid>] " (the C++
+# core's lines too); the CLI's own user-facing output is the exception.
+PREFIX_FORMAT = "[profilemate %(process)d] "
 _configured = False
+_noticed: set[str] = set()
 
 
 class _LazyLogger:
@@ -27,8 +31,8 @@ class _LazyLogger:
 log = _LazyLogger()
 
 
-def configure(level_name: str = "info") -> None:
-    """Give the logger a stderr handler of its own, once per process.
+def configure(level_name: str | None = "info") -> None:
+    """Give the logger a stderr handler of its own, once per process; set its level unless None.
 
     ``propagate`` is off so that vLLM's (or the user's) root handlers do not print every line twice;
     a user who wants our lines elsewhere attaches a handler to ``logging.getLogger("profilemate")``.
@@ -38,21 +42,36 @@ def configure(level_name: str = "info") -> None:
 
     logger = logging.getLogger(LOGGER_NAME)
     levels = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
-    logger.setLevel(levels.get(level_name, logging.INFO))
+    if level_name is not None:
+        logger.setLevel(levels.get(level_name, logging.INFO))
     if _configured:
         return
     _configured = True
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("[profilemate %(process)d] %(message)s"))
+        handler.setFormatter(logging.Formatter(PREFIX_FORMAT + "%(message)s"))
         logger.addHandler(handler)
         logger.propagate = False
+
+
+def prefix() -> str:
+    """The prefix of every line: ``[profilemate <pid>] ``."""
+    return PREFIX_FORMAT % {"process": os.getpid()}
 
 
 def notice(message: str) -> None:
     """A line the user must see even when logging is not configured yet (config errors, aliases)."""
     try:
-        sys.stderr.write(f"[profilemate {os.getpid()}] {message}\n")
+        sys.stderr.write(f"{prefix()}{message}\n")
         sys.stderr.flush()
     except Exception:  # a closed stderr must never break the host
         pass
+
+
+def notice_once(message: str) -> None:
+    """:func:`notice`, unless this process printed the same line already (several activation paths
+    may meet the same malformed setting)."""
+    if message in _noticed:
+        return
+    _noticed.add(message)
+    notice(message)

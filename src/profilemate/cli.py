@@ -124,12 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--ring-capacity",
         type=int,
-        help="events per thread ring, a power of two 64..16777216 (default 65536)",
+        help=f"events per thread ring, a power of two {config.RING_CAPACITY_MIN}.."
+        f"{config.RING_CAPACITY_MAX} (default {config.RING_CAPACITY_DEFAULT})",
     )
     run.add_argument(
         "--flush-ms",
         type=int,
-        help="collector flush interval in ms, 1..1000 (default 100)",
+        help=f"collector flush interval in ms, {config.FLUSH_INTERVAL_MS_MIN}.."
+        f"{config.FLUSH_INTERVAL_MS_MAX} (default {config.FLUSH_INTERVAL_MS_DEFAULT})",
     )
     run.add_argument("command", nargs=argparse.REMAINDER)
     run.set_defaults(func=_cmd_run)

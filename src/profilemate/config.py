@@ -16,6 +16,18 @@ if TYPE_CHECKING:
 
 DEFAULT_DIR = "/tmp/profilemate"
 
+# The core's start() defaults and limits (docs/CORE_API.md), kept here rather than read from
+# profilemate._core: this module runs in every Python process with PROFILEMATE=1, and importing the
+# extension costs time. tests/python/test_config_core_agree.py checks them against the _core
+# constants of the same names (taken from cpp/include/profilemate/engine.hpp).
+RING_CAPACITY_DEFAULT = 65536  # events per thread ring, 64 bytes each; a power of two
+RING_CAPACITY_MIN = 64
+RING_CAPACITY_MAX = 1 << 24
+FLUSH_INTERVAL_MS_DEFAULT = 100
+FLUSH_INTERVAL_MS_MIN = 1
+FLUSH_INTERVAL_MS_MAX = 1000  # rows must reach disk within a second
+TRACE_DEFAULT = True
+
 # Variables the first profiled process of a run exports so that every child joins the same session.
 ENV_SESSION_DIR = "PROFILEMATE_SESSION_DIR"
 ENV_SESSION_START_NS = "PROFILEMATE_SESSION_START_NS"
@@ -57,9 +69,9 @@ _FIELDS = {
     "log": "info",
     "probes": (),  # filled by load(): every category unless PROFILEMATE_PROBES names some
     "fault_inject": False,
-    "ring_capacity": 65536,
-    "flush_interval_ms": 100,
-    "trace": True,
+    "ring_capacity": RING_CAPACITY_DEFAULT,
+    "flush_interval_ms": FLUSH_INTERVAL_MS_DEFAULT,
+    "trace": TRACE_DEFAULT,
     "session_dir": None,  # inherited from the process that created the session
     "session_start_ns": None,
     "notices": (),  # one-line notices (aliases) for the first process to print
@@ -114,30 +126,30 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise _bad(name, raw, "1, 0, true, false, yes, no, on, off")
 
 
-def _positive_int(env: Mapping[str, str], name: str, default: int, upper: int) -> int:
+def _int_in(env: Mapping[str, str], name: str, default: int, lower: int, upper: int) -> int:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
         n = int(raw.strip())
     except ValueError:
-        raise _bad(name, raw, f"an integer from 1 to {upper}") from None
-    if not 1 <= n <= upper:
-        raise _bad(name, raw, f"an integer from 1 to {upper}")
+        raise _bad(name, raw, f"an integer from {lower} to {upper}") from None
+    if not lower <= n <= upper:
+        raise _bad(name, raw, f"an integer from {lower} to {upper}")
     return n
 
 
 def _ring_capacity(env: Mapping[str, str]) -> int:
-    # The core's limits (docs/CORE_API.md): a power of two, 64 bytes per event slot.
-    name, allowed = "PROFILEMATE_RING_CAPACITY", "a power of two from 64 to 16777216"
+    name = "PROFILEMATE_RING_CAPACITY"
+    allowed = f"a power of two from {RING_CAPACITY_MIN} to {RING_CAPACITY_MAX}"
     raw = env.get(name)
     if raw is None or raw.strip() == "":
-        return 65536
+        return RING_CAPACITY_DEFAULT
     try:
         n = int(raw.strip())
     except ValueError:
         raise _bad(name, raw, allowed) from None
-    if not (64 <= n <= 1 << 24 and n & (n - 1) == 0):
+    if not (RING_CAPACITY_MIN <= n <= RING_CAPACITY_MAX and n & (n - 1) == 0):
         raise _bad(name, raw, allowed)
     return n
 
@@ -153,16 +165,37 @@ def parse_mode(raw: str | None, name: str = "PROFILEMATE") -> str:
     return mode
 
 
+def mode_variable(environ: Mapping[str, str] | None = None) -> tuple[str, str | None]:
+    """Which variable says whether ProfileMate is on, and its raw value: PROFILEMATE, else the
+    seed's alias VLLM_ENABLE_PROFILING; ``("PROFILEMATE", None)`` when neither is set."""
+    env = os.environ if environ is None else environ
+    for name in ("PROFILEMATE", "VLLM_ENABLE_PROFILING"):
+        raw = env.get(name)
+        if raw is not None:
+            return name, raw
+    return "PROFILEMATE", None
+
+
+def mode_from_env(environ: Mapping[str, str] | None = None) -> str:
+    """Is ProfileMate on: ``"off"``, ``"auto"`` (profile vLLM processes) or ``"force"`` (any).
+
+    The one reading of PROFILEMATE (or its alias VLLM_ENABLE_PROFILING) used by every activation
+    path (the start-up hook, the vLLM plugin, :func:`load`) and by ``profilemate doctor``. Raises
+    ConfigError, naming the variable that was read, for a malformed value.
+    """
+    name, raw = mode_variable(environ)
+    return parse_mode(raw, name)
+
+
 def load(environ: Mapping[str, str] | None = None) -> Config:
     """Read the configuration; raises ConfigError on the first malformed value."""
     env = dict(os.environ if environ is None else environ)
+    mode = mode_from_env(env)
     notices = []
     for old, new in ALIASES.items():
         if old in env and new not in env:
             env[new] = env[old]
             notices.append(f"{old} is a deprecated alias: use {new}={env[old]}")
-
-    mode = parse_mode(env.get("PROFILEMATE"))
 
     out_dir = env.get("PROFILEMATE_DIR", "").strip() or DEFAULT_DIR
 
@@ -202,9 +235,14 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         probes=probes,
         fault_inject=_flag(env, "PROFILEMATE_FAULT_INJECT", False),
         ring_capacity=_ring_capacity(env),
-        # The core's limits (docs/CORE_API.md): rows must reach disk within a second.
-        flush_interval_ms=_positive_int(env, "PROFILEMATE_FLUSH_MS", 100, 1000),
-        trace=_flag(env, "PROFILEMATE_TRACE", True),
+        flush_interval_ms=_int_in(
+            env,
+            "PROFILEMATE_FLUSH_MS",
+            FLUSH_INTERVAL_MS_DEFAULT,
+            FLUSH_INTERVAL_MS_MIN,
+            FLUSH_INTERVAL_MS_MAX,
+        ),
+        trace=_flag(env, "PROFILEMATE_TRACE", TRACE_DEFAULT),
         session_dir=session_dir,
         session_start_ns=session_start_ns,
         notices=tuple(notices),

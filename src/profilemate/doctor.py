@@ -14,10 +14,49 @@ from pathlib import Path
 
 from profilemate import _version, config
 
-CORE_CONTRACT = (
-    "now_ns", "start", "stop", "flush", "enabled", "process_dir", "define_table", "intern",
-    "record_span", "record_instant", "record_counter", "set_step", "current_step", "timed", "stats",
-)  # fmt: skip
+# The core's Python API, generated from cpp/bindings/module.cpp by nanobind's stub generator and
+# committed (the build checks the two agree; scripts/update-core-stub.sh refreshes it). It is
+# installed next to the extension, so the doctor checks the built core against it.
+CORE_STUB = Path(__file__).resolve().with_name("_core.pyi")
+
+
+def core_contract(stub: Path | str | None = None) -> tuple[str, ...]:
+    """The public names ``profilemate._core`` must have: the stub's top-level functions, classes
+    and constants, in stub order."""
+    import ast
+
+    names: list[str] = []
+    for node in ast.parse(Path(stub or CORE_STUB).read_text(encoding="utf-8")).body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.append(node.name)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.append(node.target.id)
+    return tuple(dict.fromkeys(n for n in names if not n.startswith("_")))
+
+
+def check_core(contract: tuple[str, ...] | None = None) -> tuple[dict, list[str]]:
+    """The core's version and the contract names it lacks, and the problem lines for the report."""
+    problems: list[str] = []
+    if contract is None:
+        try:
+            contract = core_contract()
+        except (OSError, SyntaxError) as e:
+            contract = ()
+            problems.append(
+                f"cannot read the core's API stub {CORE_STUB} ({e}; reinstall the package)"
+            )
+    try:
+        from profilemate import _core
+
+        core = {
+            "version": _core.version(),
+            "missing": [f for f in contract if not hasattr(_core, f)],
+        }
+    except Exception as e:
+        core = {"version": None, "missing": list(contract), "error": str(e)}
+    if core["missing"]:
+        problems.append(f"profilemate._core lacks {', '.join(core['missing'])}")
+    return core, problems
 
 
 def _pth_installed() -> str | None:
@@ -95,35 +134,27 @@ def collect() -> dict:
     if versions.get("vllm") is None:
         problems.append("vLLM is not importable in this interpreter")
 
-    try:
-        from profilemate import _core
-
-        core = {
-            "version": _core.version(),
-            "missing": [f for f in CORE_CONTRACT if not hasattr(_core, f)],
-        }
-    except Exception as e:
-        core = {"version": None, "missing": list(CORE_CONTRACT), "error": str(e)}
-    if core["missing"]:
-        problems.append(f"profilemate._core lacks {', '.join(core['missing'])}")
+    core, core_problems = check_core()
+    problems += core_problems
 
     pth = _pth_installed()
     plugin = _plugin_entry_point()
     boot = str(Path(__file__).resolve().parent / "activation" / "bootstrap")
     on_path = boot in os.environ.get("PYTHONPATH", "").split(os.pathsep)
-    mode = cfg.mode if cfg else "off"
-    raw = os.environ.get("PROFILEMATE", os.environ.get("VLLM_ENABLE_PROFILING"))
+    mode = cfg.mode if cfg else "off"  # config.load() reads it with config.mode_from_env()
+    mode_var, raw = config.mode_variable()
     allowed_plugins = os.environ.get("VLLM_PLUGINS")
     plugin_allowed = allowed_plugins is None or "profilemate" in allowed_plugins.split(",")
     paths = []
     if on_path:
         paths.append("profilemate run (bootstrap sitecustomize on PYTHONPATH)")
     if pth and mode != "off":
-        paths.append(f"start-up hook {pth} (PROFILEMATE={raw})")
+        paths.append(f"start-up hook {pth} ({mode_var}={raw})")
     if plugin and plugin_allowed and mode != "off":
         paths.append("vLLM plugin vllm.general_plugins:profilemate")
     activation = {
         "PROFILEMATE": raw,
+        "mode_variable": mode_var,
         "mode": mode,
         "pth": pth,
         "bootstrap_on_pythonpath": on_path,
@@ -199,7 +230,8 @@ def render(r: dict) -> str:
         f"   profilemate {v['profilemate']}   core {r['core'].get('version') or '-'}",
         "",
         "Activation",
-        f"  PROFILEMATE={r['activation']['PROFILEMATE']!s}  -> {r['activation']['note']}",
+        f"  {r['activation'].get('mode_variable', 'PROFILEMATE')}={r['activation']['PROFILEMATE']!s}"
+        f"  -> {r['activation']['note']}",
         f"  start-up hook (.pth): {r['activation']['pth'] or 'not installed'}",
         f"  vLLM plugin entry point: {r['activation']['plugin_entry_point'] or 'not registered'}"
         + (

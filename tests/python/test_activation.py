@@ -188,7 +188,16 @@ def test_env_activation_follows_vllm_into_every_process(fake_vllm, tmp_path, met
     assert meta["versions"]["vllm"] == "0.32.0"
     assert meta["created_by"]["activation"] == "pth"
     assert meta["config"]["dir"] == str(out)
-    assert set(meta["clock"]) >= {"monotonic_ns", "wall_ns"}
+    # The clock object every JSON file shares (summary.json has the same keys, plus written_at_ns).
+    clock = meta["clock"]
+    assert set(clock) == {"name", "session_start_ns", "monotonic_ns", "realtime_ns"}
+    assert clock["name"] == "CLOCK_MONOTONIC"
+    assert meta["session_start_realtime_ns"] == clock["realtime_ns"] - (
+        clock["monotonic_ns"] - clock["session_start_ns"]
+    )
+    summary = json.loads((dirs["api"] / "summary.json").read_text())
+    assert set(clock) <= set(summary["clock"]) and summary["clock"]["name"] == clock["name"]
+    assert summary["clock"]["session_start_ns"] == clock["session_start_ns"]
     # Default logging: one start-up line per process, naming its folder.
     lines = [ln for ln in proc.stderr.splitlines() if "profiling into" in ln]
     assert len(lines) == 3, proc.stderr
@@ -211,21 +220,60 @@ def test_unrelated_process_is_not_instrumented(fake_vllm, tmp_path):
     assert proc.stderr == ""
 
 
+# What the start-up hook may load for a PROFILEMATE that says "off": the shared reading of the
+# variable (config.mode_from_env) and nothing that arms (runtime, watchdog, logging, the core).
+OFF_MODULES = [
+    "profilemate",
+    "profilemate._version",
+    "profilemate.activation",
+    "profilemate.activation.startup",
+    "profilemate.config",
+]
+
+
 def test_unset_costs_nothing_and_zero_forces_off(fake_vllm, tmp_path):
     code = """
         import json, sys
         import vllm.v1.core.sched.scheduler
-        print(json.dumps({"loaded": sorted(m for m in sys.modules if m.startswith("profilemate"))}))
+        print(json.dumps({
+            "loaded": sorted(m for m in sys.modules if m.startswith("profilemate")),
+            "finders": [type(f).__name__ for f in sys.meta_path],
+        }))
     """
-    assert last_json(run(code, fake_vllm)) == {"loaded": []}
+    unset = last_json(run(code, fake_vllm))
+    assert unset["loaded"] == []
     out = tmp_path / "out"
-    proc = run(
-        code,
-        fake_vllm,
-        {"PROFILEMATE": "0", "VLLM_ENABLE_PROFILING": "1", "PROFILEMATE_DIR": str(out)},
-    )
-    assert last_json(proc) == {"loaded": []}
+    for env in (
+        {"PROFILEMATE": "0", "VLLM_ENABLE_PROFILING": "1"},
+        {"PROFILEMATE": "off"},
+        {"VLLM_ENABLE_PROFILING": "0"},  # the alias's notice only when it turns profiling on
+    ):
+        proc = run(code, fake_vllm, {**env, "PROFILEMATE_DIR": str(out)})
+        r = last_json(proc)
+        assert r["loaded"] == OFF_MODULES, env
+        assert r["finders"] == unset["finders"], env  # nothing armed
+        assert proc.stderr == "", env
     assert not out.exists()
+
+
+def test_malformed_mode_one_message_per_process_across_paths(fake_vllm, tmp_path):
+    # The .pth start-up hook and the vLLM plugin both meet the bad value: one line.
+    code = """
+        import json
+        from profilemate.activation import plugin
+        plugin.register()
+        import profilemate
+        print(json.dumps({"state": profilemate.status()["state"]}))
+    """
+    proc = run(code, fake_vllm, {"PROFILEMATE": "yess", "PROFILEMATE_DIR": str(tmp_path / "o")})
+    assert last_json(proc) == {"state": "off"}
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("[profilemate ") and "PROFILEMATE='yess' is not valid" in lines[0]
+    assert "profiling is off for this process, vLLM runs normally" in lines[0]
+    proc = run(code, fake_vllm, {"VLLM_ENABLE_PROFILING": "maybe"})
+    assert last_json(proc) == {"state": "off"}
+    assert proc.stderr.count("VLLM_ENABLE_PROFILING='maybe' is not valid") == 1, proc.stderr
 
 
 def test_seed_alias_works_with_one_notice(fake_vllm, tmp_path):

@@ -41,6 +41,33 @@ def test_aliases_with_notice():
 
 
 @pytest.mark.parametrize(
+    "env,mode",
+    [
+        ({}, "off"),
+        ({"PROFILEMATE": "1"}, "auto"),
+        ({"PROFILEMATE": " Force "}, "force"),
+        ({"PROFILEMATE": ""}, "off"),
+        ({"VLLM_ENABLE_PROFILING": "yes"}, "auto"),
+        ({"VLLM_ENABLE_PROFILING": "1", "PROFILEMATE": "0"}, "off"),  # our own name wins
+        ({"VLLM_ENABLE_PROFILING": "0", "PROFILEMATE": "force"}, "force"),
+        ({"PROFILEMATE_DIR": "/x"}, "off"),
+    ],
+)
+def test_mode_from_env_is_the_one_reading(env, mode):
+    assert config.mode_from_env(env) == mode
+    assert config.load(env).mode == mode
+
+
+def test_mode_from_env_reads_os_environ(monkeypatch):
+    monkeypatch.delenv("VLLM_ENABLE_PROFILING", raising=False)
+    monkeypatch.setenv("PROFILEMATE", "force")
+    assert config.mode_from_env() == "force"
+    monkeypatch.delenv("PROFILEMATE")
+    assert config.mode_from_env() == "off"
+    assert config.mode_variable() == ("PROFILEMATE", None)
+
+
+@pytest.mark.parametrize(
     "env,needle",
     [
         ({"PROFILEMATE": "maybe"}, "PROFILEMATE='maybe' is not valid (allowed: 1/true/on/auto"),
@@ -58,7 +85,8 @@ def test_aliases_with_notice():
         ({"PROFILEMATE_RING_CAPACITY": "32"}, "PROFILEMATE_RING_CAPACITY='32' is not valid"),
         ({"PROFILEMATE_FLUSH_MS": "5000"}, "(allowed: an integer from 1 to 1000)"),
         ({"PROFILEMATE_SESSION_START_NS": "x"}, "PROFILEMATE_SESSION_START_NS='x' is not valid"),
-        ({"VLLM_ENABLE_PROFILING": "yess"}, "PROFILEMATE='yess'"),
+        # The message names the variable the user set.
+        ({"VLLM_ENABLE_PROFILING": "yess"}, "VLLM_ENABLE_PROFILING='yess' is not valid"),
     ],
 )
 def test_malformed_values_name_variable_and_allowed(env, needle):
@@ -123,3 +151,20 @@ def test_vllm_helper_processes_are_not_the_api(monkeypatch, argv, role):
     # when its cache is cold: such a helper must not appear as a second API process.
     monkeypatch.setattr("sys.orig_argv", argv)
     assert detect.process_role("MainProcess") == role
+
+
+def test_one_log_prefix(capsys):
+    import logging
+    import os
+
+    from profilemate import _log
+
+    assert _log.prefix() == f"[profilemate {os.getpid()}] "
+    record = logging.LogRecord("profilemate", logging.INFO, __file__, 1, "hello", None, None)
+    assert logging.Formatter(_log.PREFIX_FORMAT + "%(message)s").format(record) == (
+        _log.prefix() + "hello"
+    )
+    _log.notice("plain")
+    _log.notice_once("unit-test once")
+    _log.notice_once("unit-test once")
+    assert capsys.readouterr().err == f"{_log.prefix()}plain\n{_log.prefix()}unit-test once\n"

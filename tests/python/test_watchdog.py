@@ -196,6 +196,8 @@ print(json.dumps({"ok": e.Scheduler().schedule(2)}))
     # Logged once although the module executed twice (import + reload).
     assert proc.stderr.count("RuntimeError: boom in hook") == 1
     assert proc.stderr.count("import hook 'bad' for module fakepkg.engine failed") == 1
+    (line,) = [ln for ln in proc.stderr.splitlines() if "import hook 'bad'" in ln]
+    assert line.startswith("[profilemate "), line  # ProfileMate's one prefix
 
 
 def test_reentrant_lookup_and_imports_inside_callbacks(fakepkg):

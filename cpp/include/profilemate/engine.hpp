@@ -33,12 +33,19 @@ class OsError : public std::runtime_error {
   std::string path_;
 };
 
+// Defaults of StartOptions; with the limits below, exported to Python as _core.RING_CAPACITY_*,
+// _core.FLUSH_INTERVAL_MS_* and _core.TRACE_DEFAULT (docs/CORE_API.md).
+inline constexpr std::int64_t kDefaultRingCapacity = 65536;
+inline constexpr std::int64_t kDefaultFlushIntervalMs = 100;
+inline constexpr std::int64_t kMinFlushIntervalMs = 1;
+inline constexpr bool kDefaultTrace = true;
+
 struct StartOptions {
   std::string session_dir;
   std::string label;
-  std::int64_t ring_capacity = 65536;    // events per thread; power of two in [64, 2^24]
-  std::int64_t flush_interval_ms = 100;  // 1..1000 (rows must reach disk within a second)
-  bool trace = true;
+  std::int64_t ring_capacity = kDefaultRingCapacity;  // per thread; power of two in [64, 2^24]
+  std::int64_t flush_interval_ms = kDefaultFlushIntervalMs;  // 1..1000 (disk within a second)
+  bool trace = kDefaultTrace;
   std::int64_t session_start_ns = 0;  // 0 = now
 };
 

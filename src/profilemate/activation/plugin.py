@@ -36,22 +36,21 @@ def _role_from_caller() -> str | None:
 
 
 def register() -> None:
-    raw = os.environ.get("PROFILEMATE", os.environ.get("VLLM_ENABLE_PROFILING"))
-    if raw is None or raw.strip().lower() in ("", "0", "false", "no", "off"):
-        return
     try:
         from profilemate import _log, config
+
+        try:
+            if config.mode_from_env() == "off":
+                return
+            cfg = config.load()
+        except config.ConfigError as e:
+            # Once per process: the start-up hook may have said the same already.
+            _log.notice_once(f"{e}; profiling is off for this process, vLLM runs normally")
+            return
         from profilemate.activation import runtime
 
         rt = runtime.get()
         if rt.state in (runtime.ACTIVE, runtime.FAILED):
-            return
-        try:
-            cfg = config.load()
-        except config.ConfigError as e:
-            _log.notice(f"{e}; profiling is off for this process, vLLM runs normally")
-            return
-        if cfg.mode == "off":
             return
         state = rt.arm(cfg, "plugin", role_hint=_role_from_caller())
         if state == runtime.ARMED:  # vllm is imported (it is calling us): start now

@@ -93,14 +93,11 @@ def vllm_version() -> str | None:
 def write_metadata(
     session: Session, config: Config, *, activation: str, reason: str, label: str
 ) -> None:
-    mono, wall = time.monotonic_ns(), time.time_ns()  # taken together: the clock pair
     meta = {
         "tool": "profilemate",
         "version": _version.__version__,
         "session_dir": session.dir,
-        "session_start_ns": session.start_ns,
-        "clock": {"monotonic_ns": mono, "wall_ns": wall, "clock": "CLOCK_MONOTONIC"},
-        "session_start_wall_ns": wall - (mono - session.start_ns),
+        "clock": clock_json(session.start_ns),
         "created_by": {
             "pid": os.getpid(),
             "label": label,
@@ -123,7 +120,24 @@ def write_metadata(
         },
         "config": config.public(),
     }
+    meta["session_start_realtime_ns"] = meta["clock"]["realtime_ns"] - (
+        meta["clock"]["monotonic_ns"] - session.start_ns
+    )
     write_json_atomic(Path(session.dir) / "metadata.json", meta)
+
+
+def clock_json(session_start_ns: int) -> dict:
+    """The clock object of every JSON file ProfileMate writes (the core's summary.json has the same
+    keys, plus ``written_at_ns``): event timestamps are ``name`` nanoseconds, ``session_start_ns``
+    is the zero of every ``timestamp_sec`` column, and (``monotonic_ns``, ``realtime_ns``) is a pair
+    read together, so ``wall = realtime_ns + (ts - monotonic_ns)``."""
+    mono, real = time.monotonic_ns(), time.time_ns()
+    return {
+        "name": "CLOCK_MONOTONIC",
+        "session_start_ns": session_start_ns,
+        "monotonic_ns": mono,
+        "realtime_ns": real,
+    }
 
 
 def write_json_atomic(path, obj) -> None:

@@ -183,9 +183,12 @@ class ModuleWatchdog:
             key = (module.__name__, id(callback))
             if key not in self._failed:
                 self._failed.add(key)
-                import logging  # only on this error path: start-up stays cheap
+                # Only on this error path (start-up stays cheap); configure() gives the line the
+                # "[profilemate <pid>] " prefix even before activation configured the logger.
+                from profilemate import _log
 
-                logging.getLogger("profilemate").warning(
+                _log.configure(None)
+                _log.log.warning(
                     "import hook %r for module %s failed; the module is imported unpatched",
                     getattr(callback, "__qualname__", callback),
                     module.__name__,

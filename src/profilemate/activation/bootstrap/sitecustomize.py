@@ -13,6 +13,7 @@ def _arm() -> None:
         import profilemate.activation.startup  # noqa: F401  (arms on import)
     except Exception as e:  # e.g. the command runs an interpreter without profilemate installed
         if os.environ.get("PROFILEMATE_LOG", "").strip().lower() == "debug":
+            # profilemate._log's prefix, spelled out: profilemate may be what failed to import.
             sys.stderr.write(f"[profilemate {os.getpid()}] bootstrap could not arm: {e}\n")
 
 

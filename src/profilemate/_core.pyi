@@ -1,0 +1,95 @@
+"""ProfileMate's C++ core: rings, collector, CSV/trace/summary writers."""
+
+from collections.abc import Callable, Sequence
+import types
+
+
+def version() -> str:
+    """The package version."""
+
+def now_ns() -> int:
+    """CLOCK_MONOTONIC in nanoseconds (the clock of every event)."""
+
+def start(session_dir: str, label: str, *, ring_capacity: int = 65536, flush_interval_ms: int = 100, trace: bool = True, session_start_ns: int = 0) -> str:
+    """
+    Create <session_dir>/<label>-<pid>/, start the collector; returns the process dir.
+    """
+
+RING_CAPACITY_DEFAULT: int = 65536
+
+RING_CAPACITY_MIN: int = 64
+
+RING_CAPACITY_MAX: int = 16777216
+
+FLUSH_INTERVAL_MS_DEFAULT: int = 100
+
+FLUSH_INTERVAL_MS_MIN: int = 1
+
+FLUSH_INTERVAL_MS_MAX: int = 1000
+
+TRACE_DEFAULT: bool = True
+
+def stop() -> None:
+    """
+    Drain, write the remaining rows and summary.json, close the trace. Idempotent.
+    """
+
+def flush() -> None:
+    """Return once everything recorded before the call is written."""
+
+def enabled() -> bool:
+    """True while the core records."""
+
+def process_dir() -> str:
+    """The process dir of the running session, or ''."""
+
+def define_table(name: str, columns: Sequence[tuple[str, str]]) -> int:
+    """Declare <process dir>/<name>.csv; columns are (header, source) pairs."""
+
+def intern(s: str) -> int:
+    """A stable id (> 0) for a string; 0 is ''."""
+
+def record_span(table: int, name: int, start_ns: int, dur_ns: int, step: int = -1, ctx: int = 0, a0: float = 0.0, a1: float = 0.0, a2: float = 0.0, a3: float = 0.0) -> None:
+    """Record a complete span."""
+
+def record_instant(table: int, name: int, ts_ns: int, step: int = -1, ctx: int = 0, a0: float = 0.0, a1: float = 0.0, a2: float = 0.0, a3: float = 0.0) -> None:
+    """Record an instant event."""
+
+def record_counter(table: int, name: int, ts_ns: int, value: float, step: int = -1, ctx: int = 0) -> None:
+    """Record a counter sample (value lands in a0)."""
+
+def set_step(step: int) -> None:
+    """Set the process's current engine step."""
+
+def current_step() -> int:
+    """The process's current engine step (-1 = none)."""
+
+def timed(fn: object, table: int, name: int, ctx: int = 0, *, before: object | None = None, after: object | None = None, params: object | None = None, sets_step: bool = False, on_error: object | None = None) -> object:
+    """
+    Wrap fn: run before(*p), call fn exactly once, run after(result, *p), record a span (table, name, start, duration, step, ctx, hook values as a0..a3); p = the call's arguments named by params, (position, name, default) triples. A hook that raises is switched off and reported once (on_error(exc)).
+    """
+
+class TimedCallable:
+    """
+    A callable that calls the wrapped function exactly once, runs the probe's hooks around it and records a span (see profilemate._core.timed).
+    """
+
+    def __repr__(self, /):
+        """Return repr(self)."""
+
+    def __call__(self, /, *args, **kwargs):
+        """Call self as a function."""
+
+    def __get__(self, instance, owner=None, /):
+        """Return an attribute of instance, which is of type owner."""
+
+    __reduce__: types.MethodDescriptorType = ...
+
+    hooks_live: types.MemberDescriptorType = ...
+
+    hook_errors: types.MemberDescriptorType = ...
+
+    __wrapped__: Callable[..., object]
+
+def stats() -> dict:
+    """Counters as of the last drain cycle."""
