@@ -4,9 +4,6 @@
 #include <vector>
 
 #include "core/format.hpp"
-#include "profilemate/interner.hpp"
-#include "profilemate/table.hpp"
-#include "profilemate/version.hpp"
 
 namespace profilemate {
 namespace {
@@ -23,11 +20,11 @@ void put_ms(fmt::OutBuf& b, std::int64_t ns) { fmt::put_ns_as(b, ns, 6, 6); }
 
 }  // namespace
 
-std::string render_summary(const ProcessInfo& info, const Aggregates& agg,
-                           const SummaryCounters& c) {
+std::string render_summary(const ProcessInfo& info, const Aggregates& agg, const SummaryFacts& c,
+                           const TableRegistry& tables, const Interner& interner) {
   fmt::OutBuf b;
   b.append("{\n  \"profilemate_version\": ");
-  put_str(b, version());
+  put_str(b, c.version);
   b.append(",\n  \"pid\": ");
   fmt::put_int(b, info.pid);
   b.append(",\n  \"label\": ");
@@ -71,8 +68,6 @@ std::string render_summary(const ProcessInfo& info, const Aggregates& agg,
     const Aggregates::Entry* e;
   };
   std::vector<Row> rows;
-  const auto& tables = TableRegistry::global();
-  const auto& interner = Interner::global();
   for (const auto& [key, entry] : agg.entries()) {
     const TableDef* t = tables.get(Aggregates::table_of(key));
     if (t == nullptr) continue;

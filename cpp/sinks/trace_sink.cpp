@@ -125,7 +125,6 @@ bool TraceSink::on_event(const Event& e, const TableDef& table, std::int32_t tid
     }
   }
   b.append("}},\n");
-  ++rows_;
   if (int err = writer_.maybe_write_early()) {
     error_ = IoError{writer_.path(), err};
     return false;

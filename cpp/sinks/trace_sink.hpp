@@ -30,7 +30,6 @@ class TraceSink final : public Sink {
   void finish() override;
   void abandon() override { writer_.close_fd(); }
   IoError take_error() override { return error_; }
-  std::uint64_t rows() const override { return rows_; }
 
  private:
   // Per table: the event category and which columns become trace args (pre-escaped keys).
@@ -46,7 +45,6 @@ class TraceSink final : public Sink {
   FileWriter writer_;
   std::array<std::unique_ptr<TablePlan>, kMaxTables> plans_;
   IoError error_;
-  std::uint64_t rows_ = 0;
   bool finished_ = false;
 };
 
