@@ -39,6 +39,9 @@ class TraceSink final : public Sink {
     std::string counter_key;  // series name of a counter: the a0 column's header, else "value"
   };
   const TablePlan& plan(const TableDef& t);
+  // {"ph":"M","name":<name>,"pid":..,"tid":<tid>,"args":{<arg>:<escaped_value>}} (no separator).
+  void metadata(fmt::OutBuf& b, std::string_view name, std::int32_t tid, std::string_view arg,
+                std::string_view escaped_value) const;
 
   const ProcessInfo& info_;
   StringCache& strings_;
