@@ -29,33 +29,37 @@ namespace profilemate::json {
 
 enum class Layout : std::uint8_t { kCompact, kInline, kBlock };
 
+// Small members are forced inline: trace.json writes ~20 tokens per event, and an out-of-line call
+// (or a memcpy of unknown size) per token would cost more than the token itself.
+#define PM_JSON_INLINE [[gnu::always_inline]] inline
+
 class Writer {
  public:
   static constexpr int kMaxDepth = 8;
 
   explicit Writer(fmt::OutBuf& out) noexcept : out_(out) {}
 
-  void begin_object(Layout layout = Layout::kCompact) { open('{', layout); }
-  void end_object() { close('}'); }
-  void begin_array(Layout layout = Layout::kCompact) { open('[', layout); }
-  void end_array() { close(']'); }
+  PM_JSON_INLINE void begin_object(Layout layout = Layout::kCompact) { open('{', layout); }
+  PM_JSON_INLINE void end_object() { close('}'); }
+  PM_JSON_INLINE void begin_array(Layout layout = Layout::kCompact) { open('[', layout); }
+  PM_JSON_INLINE void end_array() { close(']'); }
 
-  // The name of the next object member.
+  // The name of the next object member, escaped here.
   void key(std::string_view name) {
     out_.advance_to(separator(out_.ensure(kMaxSeparator)));
     out_.put('"');
     fmt::json_escape_into(out_, name);
-    end_key();
+    char* p = out_.ensure(3);
+    out_.advance_to(end_key(p));
   }
-  void raw_key(std::string_view escaped) {
-    char* p = separator(out_.ensure(kMaxSeparator + escaped.size() + 4));
-    *p++ = '"';
-    p = fmt::write_str(p, escaped);
-    *p++ = '"';
-    *p++ = ':';
-    if (top().layout != Layout::kCompact) *p++ = ' ';
-    out_.advance_to(p);
-    after_key_ = true;
+  // A member name that needs no escaping: a literal (its length is known at compile time) or
+  // text the caller escaped and cached.
+  template <std::size_t N>
+  PM_JSON_INLINE void raw_key(const char (&literal)[N]) {
+    raw_key_n(literal, N - 1);
+  }
+  PM_JSON_INLINE void raw_key(std::string_view escaped) {
+    raw_key_n(escaped.data(), escaped.size());
   }
 
   void value_str(std::string_view s) {
@@ -64,22 +68,29 @@ class Writer {
     fmt::json_escape_into(out_, s);
     out_.put('"');
   }
-  void value_raw_str(std::string_view escaped) {
-    char* p = separator(out_.ensure(kMaxSeparator + escaped.size() + 2));
-    *p++ = '"';
-    p = fmt::write_str(p, escaped);
-    *p++ = '"';
-    out_.advance_to(p);
+  // A string value whose body needs no escaping (a literal, or text escaped and cached).
+  template <std::size_t N>
+  PM_JSON_INLINE void value_raw_str(const char (&literal)[N]) {
+    raw_str_n(literal, N - 1);
   }
-  void value_int(std::int64_t v) { out_.advance_to(fmt::write_int(number_slot(), v)); }
-  void value_uint(std::uint64_t v) { out_.advance_to(fmt::write_uint(number_slot(), v)); }
+  PM_JSON_INLINE void value_raw_str(std::string_view escaped) {
+    raw_str_n(escaped.data(), escaped.size());
+  }
+  PM_JSON_INLINE void value_int(std::int64_t v) {
+    out_.advance_to(fmt::write_int(number_slot(), v));
+  }
+  PM_JSON_INLINE void value_uint(std::uint64_t v) {
+    out_.advance_to(fmt::write_uint(number_slot(), v));
+  }
   // Integers without a fraction, others shortest round-trip; NaN and infinities as null.
-  void value_double(double v) { out_.advance_to(fmt::write_double(number_slot(), v, true)); }
+  PM_JSON_INLINE void value_double(double v) {
+    out_.advance_to(fmt::write_double(number_slot(), v, true));
+  }
   void value_bool(bool v) { value_literal(v ? "true" : "false"); }
   void value_null() { value_literal("null"); }
   // Nanoseconds as a decimal number of 10^kUnitPow10 ns with kDecimals digits (format.hpp).
   template <int kUnitPow10, int kDecimals>
-  void value_ns_fixed(std::int64_t ns) {
+  PM_JSON_INLINE void value_ns_fixed(std::int64_t ns) {
     out_.advance_to(fmt::write_ns_fixed<kUnitPow10, kDecimals>(number_slot(), ns));
   }
   void value_ns_as(std::int64_t ns, int unit_pow10, int decimals) {
@@ -89,82 +100,96 @@ class Writer {
   int depth() const noexcept { return depth_; }
 
  private:
-  struct Level {
-    Layout layout = Layout::kCompact;
-    bool first = true;
-  };
   // ",\n" plus indentation at the deepest level.
   static constexpr std::size_t kMaxSeparator = 2 + 2 * kMaxDepth;
 
-  Level& top() noexcept { return stack_[depth_]; }
-
   // Writes what goes before a value or key at the current position into room the caller ensured.
-  char* separator(char* p) noexcept {
+  // The current container's state is kept in members (layout_, first_), the outer ones on stack_.
+  PM_JSON_INLINE char* separator(char* p) noexcept {
     if (after_key_) {  // a member's value follows its key directly
       after_key_ = false;
       return p;
     }
-    if (depth_ == 0) return p;
-    Level& l = top();
-    const bool first = l.first;
-    l.first = false;
-    switch (l.layout) {
-      case Layout::kCompact:
-        if (!first) *p++ = ',';
-        return p;
-      case Layout::kInline:
-        if (!first) {
-          *p++ = ',';
-          *p++ = ' ';
-        }
-        return p;
-      case Layout::kBlock:
-        if (!first) *p++ = ',';
-        return indent(p, depth_);
+    const bool first = first_;
+    first_ = false;
+    if (layout_ == Layout::kCompact) [[likely]] {
+      if (!first) *p++ = ',';
+      return p;
     }
-    return p;
+    if (layout_ == Layout::kInline) {
+      if (!first) {
+        *p++ = ',';
+        *p++ = ' ';
+      }
+      return p;
+    }
+    if (!first) *p++ = ',';
+    return indent(p, depth_);
   }
   static char* indent(char* p, int level) noexcept {
     *p++ = '\n';
     std::memset(p, ' ', static_cast<std::size_t>(2 * level));
     return p + 2 * level;
   }
-  void end_key() {
-    char* p = out_.ensure(3);
+  PM_JSON_INLINE char* end_key(char* p) noexcept {
     *p++ = '"';
     *p++ = ':';
-    if (top().layout != Layout::kCompact) *p++ = ' ';
-    out_.advance_to(p);
+    if (layout_ != Layout::kCompact) *p++ = ' ';
     after_key_ = true;
+    return p;
   }
-  char* number_slot() {
-    char* p = out_.ensure(kMaxSeparator + fmt::kMaxNumberChars);
-    return separator(p);
+  PM_JSON_INLINE void raw_key_n(const char* k, std::size_t n) {
+    char* p = separator(out_.ensure(kMaxSeparator + n + 4));
+    *p++ = '"';
+    std::memcpy(p, k, n);
+    out_.advance_to(end_key(p + n));
+  }
+  PM_JSON_INLINE void raw_str_n(const char* s, std::size_t n) {
+    char* p = separator(out_.ensure(kMaxSeparator + n + 2));
+    *p++ = '"';
+    std::memcpy(p, s, n);
+    p += n;
+    *p++ = '"';
+    out_.advance_to(p);
+  }
+  PM_JSON_INLINE char* number_slot() {
+    return separator(out_.ensure(kMaxSeparator + fmt::kMaxNumberChars));
   }
   void value_literal(std::string_view text) {
     out_.advance_to(fmt::write_str(separator(out_.ensure(kMaxSeparator + text.size())), text));
   }
-  void open(char bracket, Layout layout) {
+  PM_JSON_INLINE void open(char bracket, Layout layout) {
     char* p = separator(out_.ensure(kMaxSeparator + 1));
     *p++ = bracket;
     out_.advance_to(p);
     assert(depth_ < kMaxDepth && "json::Writer: nesting deeper than kMaxDepth");
+    stack_[depth_] = Level{layout_, first_};
     ++depth_;
-    stack_[depth_] = Level{layout, true};
+    layout_ = layout;
+    first_ = true;
   }
-  void close(char bracket) {
-    const Level l = top();
-    --depth_;
+  PM_JSON_INLINE void close(char bracket) {
     char* p = out_.ensure(kMaxSeparator + 1);
-    if (l.layout == Layout::kBlock && !l.first) p = indent(p, depth_);
+    --depth_;
+    if (layout_ == Layout::kBlock && !first_) p = indent(p, depth_);
     *p++ = bracket;
     out_.advance_to(p);
+    layout_ = stack_[depth_].layout;
+    first_ = stack_[depth_].first;
   }
 
+  struct Level {
+    Layout layout;
+    bool first;
+  };
   fmt::OutBuf& out_;
-  Level stack_[kMaxDepth + 1];
-  int depth_ = 0;
+  Layout layout_ = Layout::kCompact;  // of the innermost open container (compact at top level)
+  bool first_ = true;                 // nothing written in it yet
   bool after_key_ = false;
+  int depth_ = 0;
+  Level stack_[kMaxDepth];  // the enclosing containers; only [0, depth_) is meaningful
 };
+
+#undef PM_JSON_INLINE
 
 }  // namespace profilemate::json
