@@ -8,10 +8,10 @@
 #include <filesystem>
 #include <string>
 
-#include "core/pipeline.hpp"
+#include "collector/pipeline.hpp"
 #include "profilemate/clock.hpp"
 #include "profilemate/engine.hpp"
-#include "profilemate/ring.hpp"
+#include "profilemate/internal/ring.hpp"
 
 namespace pm = profilemate;
 namespace fs = std::filesystem;
@@ -51,7 +51,12 @@ BENCHMARK(BM_rdtsc);
 template <bool kWithClock>
 void record_bench(benchmark::State& state) {
   const std::string dir = bench_dir(kWithClock ? "record-clock" : "record");
-  pm::start(dir, "bench", 1 << 20, 100, false, 0);
+  pm::StartOptions options;
+  options.session_dir = dir;
+  options.label = "bench";
+  options.ring_capacity = 1 << 20;
+  options.trace = false;
+  pm::start(options);
   const std::uint32_t table = bench_table();
   const std::uint32_t name = pm::intern("forward");
   const std::uint32_t ctx = pm::intern("decode");

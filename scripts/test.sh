@@ -7,11 +7,13 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${PROFILEMATE_VENV:-$ROOT/.venv}"
 bash "$ROOT/scripts/setup.sh"
 
-echo "== lint: ruff, clang-format =="
+echo "== lint: ruff, clang-format, layering =="
 cd "$ROOT"
 "$VENV/bin/ruff" check src tests bench
 "$VENV/bin/ruff" format --check src tests bench
 find cpp tests/cpp bench \( -name '*.cpp' -o -name '*.hpp' \) -print0 | xargs -0 -r clang-format --dry-run -Werror
+# Includes and imports point the way the layers allow (cpp/LAYERS.md); no vLLM in cpp/.
+"$VENV/bin/python" scripts/check_layering.py
 
 echo "== C++ unit tests (GoogleTest) =="
 BUILD="$ROOT/build/cpp-tests"

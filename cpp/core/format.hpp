@@ -29,6 +29,7 @@ class OutBuf {
     *ensure(1) = c;
     ++size_;
   }
+  void push_back(char c) { put(c); }  // std::string's name, for code written against either
   void append(std::string_view s) {
     std::memcpy(ensure(s.size()), s.data(), s.size());
     size_ += s.size();
@@ -198,30 +199,31 @@ inline void csv_escape_into(std::string& out, std::string_view s) {
 }
 
 // A JSON string body (without the surrounding quotes): quote, backslash and control characters
-// escaped; other bytes (UTF-8) pass through.
-inline void json_escape_into(std::string& out, std::string_view s) {
+// escaped; other bytes (UTF-8) pass through. Out is std::string or OutBuf.
+template <class Out>
+inline void json_escape_into(Out& out, std::string_view s) {
   static constexpr char kHex[] = "0123456789abcdef";
   for (char ch : s) {
     const auto c = static_cast<unsigned char>(ch);
     switch (c) {
       case '"':
-        out += "\\\"";
+        out.append("\\\"");
         break;
       case '\\':
-        out += "\\\\";
+        out.append("\\\\");
         break;
       case '\n':
-        out += "\\n";
+        out.append("\\n");
         break;
       case '\r':
-        out += "\\r";
+        out.append("\\r");
         break;
       case '\t':
-        out += "\\t";
+        out.append("\\t");
         break;
       default:
         if (c < 0x20 || c == 0x7f) {
-          out += "\\u00";
+          out.append("\\u00");
           out.push_back(kHex[c >> 4]);
           out.push_back(kHex[c & 15]);
         } else {

@@ -24,10 +24,6 @@ bool valid_table_name(std::string_view n) {
 
 }  // namespace
 
-std::string_view column_source_name(ColumnSource s) noexcept {
-  return kSourceNames[static_cast<std::size_t>(s)];
-}
-
 std::string allowed_column_sources() {
   std::string out;
   for (auto n : kSourceNames) {

@@ -20,7 +20,8 @@ class CsvSink final : public Sink {
   void finish() override {}
   void abandon() override;
   IoError take_error() override { return error_; }
-  std::uint64_t rows() const override { return rows_; }
+  // Rows formatted so far (for stats()).
+  std::uint64_t rows() const noexcept { return rows_; }
 
   // Formats one row (no newline handling beyond the trailing '\n'); exposed for tests/benchmarks.
   static void format_row(fmt::OutBuf& out, const Event& e, const TableDef& table, std::int32_t tid,

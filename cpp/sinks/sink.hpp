@@ -36,8 +36,6 @@ class Sink {
   virtual void abandon() = 0;
   // The first I/O error (path + errno) after on_event()/flush() returned false.
   virtual IoError take_error() = 0;
-  // Rows formatted so far (for stats()).
-  virtual std::uint64_t rows() const = 0;
 };
 
 }  // namespace profilemate

@@ -1,5 +1,9 @@
 #include "sinks/trace_sink.hpp"
 
+#include <string>
+
+#include "core/json_writer.hpp"
+
 namespace profilemate {
 
 TraceSink::TraceSink(const ProcessInfo& info, StringCache& strings)
@@ -12,15 +16,13 @@ int TraceSink::open() {
     return err;
   }
   auto& b = writer_.buf();
-  b.append("[\n{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":");
-  fmt::put_int(b, info_.pid);
-  b.append(",\"tid\":0,\"args\":{\"name\":\"");
-  std::string label;
-  fmt::json_escape_into(label, info_.label);
-  b.append(label);
-  b.put('-');
-  fmt::put_int(b, info_.pid);
-  b.append("\"}},\n");
+  b.append("[\n");
+  std::string name;
+  fmt::json_escape_into(name, info_.label);
+  name.push_back('-');
+  name.append(std::to_string(info_.pid));
+  metadata(b, "process_name", 0, "name", name);
+  b.append(",\n");
   if (int err = writer_.write_pending()) {
     error_ = IoError{path, err};
     return err;
@@ -28,18 +30,33 @@ int TraceSink::open() {
   return 0;
 }
 
+void TraceSink::metadata(fmt::OutBuf& b, std::string_view name, std::int32_t tid,
+                         std::string_view arg, std::string_view escaped_value) const {
+  json::Writer w(b);
+  w.begin_object();
+  w.raw_key("ph");
+  w.value_raw_str("M");
+  w.raw_key("name");
+  w.value_raw_str(name);
+  w.raw_key("pid");
+  w.value_int(info_.pid);
+  w.raw_key("tid");
+  w.value_int(tid);
+  w.raw_key("args");
+  w.begin_object();
+  w.raw_key(arg);
+  w.value_raw_str(escaped_value);
+  w.end_object();
+  w.end_object();
+}
+
 void TraceSink::on_thread(std::int32_t tid, std::string_view name) {
   if (error_.err != 0 || finished_) return;
-  auto& b = writer_.buf();
-  b.append("{\"ph\":\"M\",\"name\":\"thread_name\",\"pid\":");
-  fmt::put_int(b, info_.pid);
-  b.append(",\"tid\":");
-  fmt::put_int(b, tid);
-  b.append(",\"args\":{\"name\":\"");
   std::string escaped;
   fmt::json_escape_into(escaped, name.empty() ? std::string_view("thread") : name);
-  b.append(escaped);
-  b.append("\"}},\n");
+  auto& b = writer_.buf();
+  metadata(b, "thread_name", tid, "name", escaped);
+  b.append(",\n");
 }
 
 const TraceSink::TablePlan& TraceSink::plan(const TableDef& t) {
@@ -66,66 +83,60 @@ bool TraceSink::on_event(const Event& e, const TableDef& table, std::int32_t tid
   const TablePlan& p = plan(table);
   auto& b = writer_.buf();
   const EventKind kind = e.kind();
-  b.append(kind == EventKind::kSpan ? std::string_view("{\"ph\":\"X\",\"cat\":\"")
-           : kind == EventKind::kCounter
-               ? std::string_view("{\"ph\":\"C\",\"cat\":\"")
-               : std::string_view("{\"ph\":\"i\",\"s\":\"t\",\"cat\":\""));
-  b.append(p.cat);
-  b.append("\",\"name\":\"");
-  b.append(strings_.json(e.name));
-  b.append("\",\"pid\":");
-  fmt::put_int(b, info_.pid);
-  b.append(",\"tid\":");
-  fmt::put_int(b, tid);
-  {
-    char* w = b.ensure(2 * fmt::kMaxNumberChars + 16);
-    w = fmt::write_str(w, ",\"ts\":");
-    w = fmt::write_ns_fixed<3, 3>(w, e.ts_ns);  // microseconds, exact to the ns
-    if (kind == EventKind::kSpan) {
-      w = fmt::write_str(w, ",\"dur\":");
-      w = fmt::write_ns_fixed<3, 3>(w, e.dur_ns < 0 ? 0 : e.dur_ns);
-    }
-    b.advance_to(w);
+  json::Writer w(b);
+  w.begin_object();
+  w.raw_key("ph");
+  if (kind == EventKind::kSpan) {
+    w.value_raw_str("X");
+  } else if (kind == EventKind::kCounter) {
+    w.value_raw_str("C");
+  } else {
+    w.value_raw_str("i");
+    w.raw_key("s");
+    w.value_raw_str("t");  // thread-scoped instant
   }
-  b.append(",\"args\":{");
+  w.raw_key("cat");
+  w.value_raw_str(p.cat);
+  w.raw_key("name");
+  w.value_raw_str(strings_.json(e.name));
+  w.raw_key("pid");
+  w.value_int(info_.pid);
+  w.raw_key("tid");
+  w.value_int(tid);
+  w.raw_key("ts");
+  w.value_ns_fixed<3, 3>(e.ts_ns);  // microseconds, exact to the ns
+  if (kind == EventKind::kSpan) {
+    w.raw_key("dur");
+    w.value_ns_fixed<3, 3>(e.dur_ns < 0 ? 0 : e.dur_ns);
+  }
+  w.raw_key("args");
+  w.begin_object();
   if (kind == EventKind::kCounter) {
     // Counter args are the plotted series; the trace viewers expect numbers only.
-    b.put('"');
-    b.append(p.counter_key);
-    b.append("\":");
-    fmt::put_double(b, e.args[0], true);
+    w.raw_key(p.counter_key);
+    w.value_double(e.args[0]);
   } else {
-    bool first = true;
     if (e.step() >= 0) {
-      b.append("\"step\":");
-      fmt::put_int(b, e.step());
-      first = false;
+      w.raw_key("step");
+      w.value_int(e.step());
     }
     for (const auto& [key, src] : p.args) {
-      if (!first) b.put(',');
-      first = false;
-      b.put('"');
-      b.append(key);
-      b.append("\":");
+      w.raw_key(key);
       if (src == ColumnSource::kCtx) {
-        b.put('"');
-        b.append(strings_.json(e.ctx));
-        b.put('"');
+        w.value_raw_str(strings_.json(e.ctx));
       } else if (src >= ColumnSource::kS0) {
         const double v = e.args[static_cast<int>(src) - static_cast<int>(ColumnSource::kS0)];
         const bool is_id = v >= 0.0 && v <= 4294967295.0 &&
                            static_cast<double>(static_cast<std::uint32_t>(v)) == v;
-        b.put('"');
-        b.append(strings_.json(is_id ? static_cast<std::uint32_t>(v) : 0));
-        b.put('"');
+        w.value_raw_str(strings_.json(is_id ? static_cast<std::uint32_t>(v) : 0));
       } else {
-        fmt::put_double(b, e.args[static_cast<int>(src) - static_cast<int>(ColumnSource::kA0)],
-                        true);
+        w.value_double(e.args[static_cast<int>(src) - static_cast<int>(ColumnSource::kA0)]);
       }
     }
   }
-  b.append("}},\n");
-  ++rows_;
+  w.end_object();
+  w.end_object();
+  b.append(",\n");
   if (int err = writer_.maybe_write_early()) {
     error_ = IoError{writer_.path(), err};
     return false;
@@ -147,9 +158,8 @@ void TraceSink::finish() {
   if (error_.err != 0 || finished_ || !writer_.is_open()) return;
   // The last element has no trailing comma, so the closed file is strict JSON.
   auto& b = writer_.buf();
-  b.append("{\"ph\":\"M\",\"name\":\"process_labels\",\"pid\":");
-  fmt::put_int(b, info_.pid);
-  b.append(",\"tid\":0,\"args\":{\"labels\":\"profilemate\"}}\n]\n");
+  metadata(b, "process_labels", 0, "labels", "profilemate");
+  b.append("\n]\n");
   finished_ = true;
 }
 

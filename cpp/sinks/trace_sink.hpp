@@ -30,7 +30,6 @@ class TraceSink final : public Sink {
   void finish() override;
   void abandon() override { writer_.close_fd(); }
   IoError take_error() override { return error_; }
-  std::uint64_t rows() const override { return rows_; }
 
  private:
   // Per table: the event category and which columns become trace args (pre-escaped keys).
@@ -40,13 +39,15 @@ class TraceSink final : public Sink {
     std::string counter_key;  // series name of a counter: the a0 column's header, else "value"
   };
   const TablePlan& plan(const TableDef& t);
+  // {"ph":"M","name":<name>,"pid":..,"tid":<tid>,"args":{<arg>:<escaped_value>}} (no separator).
+  void metadata(fmt::OutBuf& b, std::string_view name, std::int32_t tid, std::string_view arg,
+                std::string_view escaped_value) const;
 
   const ProcessInfo& info_;
   StringCache& strings_;
   FileWriter writer_;
   std::array<std::unique_ptr<TablePlan>, kMaxTables> plans_;
   IoError error_;
-  std::uint64_t rows_ = 0;
   bool finished_ = false;
 };
 

@@ -16,6 +16,19 @@ using pmtest::read_file;
 
 namespace {
 
+pm::StartOptions options(const std::string& dir, const std::string& label,
+                         std::int64_t ring_capacity = 1024, std::int64_t flush_interval_ms = 100,
+                         bool trace = false, std::int64_t session_start_ns = 0) {
+  pm::StartOptions o;
+  o.session_dir = dir;
+  o.label = label;
+  o.ring_capacity = ring_capacity;
+  o.flush_interval_ms = flush_interval_ms;
+  o.trace = trace;
+  o.session_start_ns = session_start_ns;
+  return o;
+}
+
 std::uint32_t ops_table() {
   return pm::define_table("cpu_operations_timing", {{"timestamp_sec", "ts_sec"},
                                                     {"operation", "name"},
@@ -40,85 +53,69 @@ std::size_t check_trace_lines(const std::string& text) {
 
 }  // namespace
 
+// The whole engine end to end: start, record from two threads, stop. The exact bytes of CSV,
+// trace.json and summary.json are pinned by test_golden.cpp (the Pipeline with fixed input); this
+// test checks what only a real session does: the process dir, collection from threads, stats, the
+// trace closed into strict JSON and a final summary.
 TEST(Engine, WritesCsvTraceAndSummary) {
   pmtest::TempDir tmp;
   const std::int64_t t0 = pm::now_ns();
-  const std::string dir = pm::start(tmp.path(), "worker", 1024, 20, true, t0);
+  const std::string dir = pm::start(options(tmp.path(), "worker", 1024, 20, true, t0));
   EXPECT_EQ(dir, tmp.path() + "/worker-" + std::to_string(::getpid()));
   EXPECT_TRUE(pm::enabled());
   const auto table = ops_table();
-  const auto all = pm::define_table("all_sources", {{"ts", "ts_sec"},
-                                                    {"end", "end_sec"},
-                                                    {"ms", "dur_ms"},
-                                                    {"us", "dur_us"},
-                                                    {"step", "step"},
-                                                    {"name", "name"},
-                                                    {"ctx", "ctx"},
-                                                    {"a0", "a0"},
-                                                    {"a1", "a1"},
-                                                    {"a2", "a2"},
-                                                    {"a3", "a3"},
-                                                    {"s0", "s0"},
-                                                    {"pid", "pid"},
-                                                    {"tid", "tid"}});
   const auto fwd = pm::intern("forward");
   const auto tricky = pm::intern("decode, \"fast\"\npath");
   pm::record_span(table, fwd, t0 + 1'500'000'000, 2'345'678, 7, tricky);
   pm::record_span(table, fwd, t0 + 2'000'000'000, 1'000'000);  // no step, no ctx
-  pm::record_span(all, fwd, t0 + 1'000'000, 2'500, 3, tricky, 42, 0.25, -1, 1e20);
-  pm::record_instant(all, pm::intern("preempted"), t0 + 5'000'000, 4, 0,
-                     static_cast<double>(pm::intern("req-1")));
-  pm::record_counter(all, pm::intern("kv_usage"), t0 + 6'000'000, 0.75, 5);
+  pm::record_instant(table, pm::intern("preempted"), t0 + 5'000'000, 4);
+  pm::record_counter(table, pm::intern("kv_usage"), t0 + 6'000'000, 0.75, 5);
   // Rows of one thread keep their order; across threads they do not, so the second thread
   // writes to a table of its own.
   const auto other = pm::define_table("other_thread", {{"step", "step"}, {"tid", "tid"}});
   std::thread([&] { pm::record_span(other, fwd, t0, 10, 1); }).join();
   pm::flush();
   auto st = pm::stats();
-  EXPECT_EQ(st.recorded, 6u);
+  EXPECT_EQ(st.recorded, 5u);
   EXPECT_EQ(st.dropped, 0u);
-  EXPECT_EQ(st.written_rows, 6u);
+  EXPECT_EQ(st.written_rows, 5u);
   pm::stop();
   pm::stop();  // idempotent
   EXPECT_FALSE(pm::enabled());
 
   const auto ops = lines_of(read_file(dir + "/cpu_operations_timing.csv"));
-  ASSERT_EQ(ops.size(), 1u + 2u + 1u);  // header, 2 rows, one with an embedded newline
+  ASSERT_EQ(ops.size(), 1u + 4u + 1u);  // header, 4 rows, one with an embedded newline
   EXPECT_EQ(ops[0], "timestamp_sec,operation,duration_ms,context,step");
-  EXPECT_EQ(ops[1], "1.500000,forward,2.345678,\"decode, \"\"fast\"\"");
-  EXPECT_EQ(ops[2], "path\",7");
-  EXPECT_EQ(ops[3], "2.000000,forward,1.000000,,");
+  EXPECT_EQ(ops[1], "1.500000,forward,2.345678,\"decode, \"\"fast\"\"");  // t0 is the session start
   const auto other_rows = lines_of(read_file(dir + "/other_thread.csv"));
   ASSERT_EQ(other_rows.size(), 2u);
   EXPECT_EQ(other_rows[1].substr(0, 2), "1,");
   EXPECT_NE(other_rows[1], "1," + std::to_string(::getpid()));  // another thread's tid
 
-  const auto rows = lines_of(read_file(dir + "/all_sources.csv"));
-  ASSERT_GE(rows.size(), 4u);
-  EXPECT_EQ(rows[0], "ts,end,ms,us,step,name,ctx,a0,a1,a2,a3,s0,pid,tid");
-  const std::string pid = std::to_string(::getpid());
-  EXPECT_EQ(rows[3].substr(0, rows[3].find(",,")), "0.005000,0.005000,0.000000,0.000,4,preempted");
-  EXPECT_NE(rows[3].find(",req-1," + pid + ","), std::string::npos) << rows[3];
-
   const std::string trace = read_file(dir + "/trace.json");
-  EXPECT_TRUE(pmtest::is_valid_json(trace));               // closed by stop(): strict JSON
-  EXPECT_EQ(check_trace_lines(trace), 6u + 1u + 2u + 1u);  // events, process, 2 threads, end
-  EXPECT_NE(trace.find("\"name\":\"process_name\""), std::string::npos);
-  EXPECT_NE(trace.find("\"name\":\"thread_name\""), std::string::npos);
-  EXPECT_NE(trace.find("\"ph\":\"C\""), std::string::npos);
-  EXPECT_NE(trace.find("\"kv_usage\""), std::string::npos);
+  EXPECT_TRUE(pmtest::is_valid_json(trace));  // closed by stop(): strict JSON
+  // events, process, 2 threads, end; in one process after other tests, rings those left behind
+  // may add thread_name lines of their own.
+  EXPECT_GE(check_trace_lines(trace), 5u + 1u + 2u + 1u);
+  const auto count = [&](const std::string& what) {
+    std::size_t n = 0;
+    for (auto pos = trace.find(what); pos != std::string::npos; pos = trace.find(what, pos + 1))
+      ++n;
+    return n;
+  };
+  EXPECT_EQ(count("{\"ph\":\"X\""), 3u);
+  EXPECT_EQ(count("{\"ph\":\"i\""), 1u);
+  EXPECT_EQ(count("{\"ph\":\"C\""), 1u);
 
   const std::string summary = read_file(dir + "/summary.json");
   EXPECT_TRUE(pmtest::is_valid_json(summary)) << summary;
-  EXPECT_NE(summary.find("\"cpu_operations_timing\": {"), std::string::npos);
-  EXPECT_NE(summary.find("\"forward\": {\"count\": 2, \"kind\": \"span\""), std::string::npos)
-      << summary;
   EXPECT_NE(summary.find("\"final\": true"), std::string::npos);
+  EXPECT_NE(summary.find("\"session_start_ns\": " + std::to_string(t0)), std::string::npos);
 }
 
 TEST(Engine, NoLossBelowCapacityFromManyThreads) {
   pmtest::TempDir tmp;
-  const std::string dir = pm::start(tmp.path(), "p", 4096, 100, false, 0);
+  const std::string dir = pm::start(options(tmp.path(), "p", 4096, 100, false));
   const auto table = ops_table();
   const auto name = pm::intern("op");
   constexpr int kThreads = 8, kEach = 2000;  // below each thread's ring capacity
@@ -143,7 +140,7 @@ TEST(Engine, NoLossBelowCapacityFromManyThreads) {
 
 TEST(Engine, DropsAreCountedExactlyPerTable) {
   pmtest::TempDir tmp;
-  const std::string dir = pm::start(tmp.path(), "d", 64, 1000, false, 0);
+  const std::string dir = pm::start(options(tmp.path(), "d", 64, 1000, false));
   const auto a = ops_table();
   const auto b = pm::define_table("other", {{"v", "a0"}});
   const auto name = pm::intern("op");
@@ -169,7 +166,7 @@ TEST(Engine, BadConfigNamesTheParameter) {
   pmtest::TempDir tmp;
   auto message = [&](std::int64_t cap, std::int64_t interval) -> std::string {
     try {
-      pm::start(tmp.path(), "x", cap, interval, true, 0);
+      pm::start(options(tmp.path(), "x", cap, interval, true));
     } catch (const std::invalid_argument& e) {
       return e.what();
     }
@@ -190,7 +187,7 @@ TEST(Engine, UnwritableDirRaisesOsErrorAndStaysOff) {
   const std::string blocker = tmp.path() + "/a-file";
   std::ofstream(blocker) << "x";
   try {
-    pm::start(blocker + "/session", "w", 1024, 100, true, 0);
+    pm::start(options(blocker + "/session", "w", 1024, 100, true));
     FAIL() << "expected OsError";
   } catch (const pm::OsError& e) {
     EXPECT_EQ(e.err(), ENOTDIR);
@@ -203,20 +200,20 @@ TEST(Engine, UnwritableDirRaisesOsErrorAndStaysOff) {
 
 TEST(Engine, SecondStartIsAnErrorUntilStop) {
   pmtest::TempDir tmp;
-  pm::start(tmp.path(), "s", 1024, 100, false, 0);
-  EXPECT_THROW(pm::start(tmp.path(), "s", 1024, 100, false, 0), std::runtime_error);
+  pm::start(options(tmp.path(), "s"));
+  EXPECT_THROW(pm::start(options(tmp.path(), "s")), std::runtime_error);
   pm::stop();
-  EXPECT_NO_THROW(pm::start(tmp.path(), "s2", 1024, 100, false, 0));
+  EXPECT_NO_THROW(pm::start(options(tmp.path(), "s2")));
   pm::stop();
 }
 
 TEST(Engine, RestartDoesNotReplayOldEvents) {
   pmtest::TempDir tmp;
   const auto table = ops_table();
-  const auto dir1 = pm::start(tmp.path(), "r1", 1024, 100, false, 0);
+  const auto dir1 = pm::start(options(tmp.path(), "r1"));
   pm::record_span(table, pm::intern("a"), pm::now_ns(), 1);
   pm::stop();
-  const auto dir2 = pm::start(tmp.path(), "r2", 1024, 100, false, 0);
+  const auto dir2 = pm::start(options(tmp.path(), "r2"));
   pm::record_span(table, pm::intern("b"), pm::now_ns(), 1);
   pm::flush();
   EXPECT_EQ(pm::stats().recorded, 1u);
@@ -229,7 +226,7 @@ TEST(Engine, RestartDoesNotReplayOldEvents) {
 
 TEST(Engine, UndefinedTableIsCountedNotWritten) {
   pmtest::TempDir tmp;
-  pm::start(tmp.path(), "u", 1024, 100, false, 0);
+  pm::start(options(tmp.path(), "u"));
   pm::record_span(250, 1, 0, 0);   // id below the limit but never defined
   pm::record_span(9999, 1, 0, 0);  // beyond the limit
   pm::flush();

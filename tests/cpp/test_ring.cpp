@@ -4,7 +4,7 @@
 #include <thread>
 #include <vector>
 
-#include "profilemate/ring.hpp"
+#include "profilemate/internal/ring.hpp"
 
 namespace pm = profilemate;
 

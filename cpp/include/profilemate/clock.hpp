@@ -1,10 +1,12 @@
 // The one clock of ProfileMate: CLOCK_MONOTONIC in nanoseconds.
 //
-// Why CLOCK_MONOTONIC: it is shared by every process of one machine (so the API, EngineCore and
-// worker processes of one vLLM run line up on one time axis), it never jumps with NTP steps, and
-// it is what Python's time.monotonic_ns() and time.perf_counter_ns() read on Linux, so Python-side
-// timestamps can be mixed with ours. Wall time is derived once per session: at start we read
-// CLOCK_REALTIME next to CLOCK_MONOTONIC and store the pair (see metadata.json).
+// Why CLOCK_MONOTONIC: it is shared by every process of one machine (so all processes of one
+// profiled run line up on one time axis), it never jumps with NTP steps, and it is what Python's
+// time.monotonic_ns() and time.perf_counter_ns() read on Linux, so Python-side timestamps can be
+// mixed with ours. Wall time is derived, not recorded: at session start the engine reads
+// CLOCK_MONOTONIC and CLOCK_REALTIME together and summary.json stores the pair in its `clock`
+// object, {"name": "CLOCK_MONOTONIC", "session_start_ns", "monotonic_ns", "realtime_ns"}; then
+// wall = realtime_ns + (ts - monotonic_ns).
 #pragma once
 
 #include <cstdint>

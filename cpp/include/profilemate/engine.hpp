@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "profilemate/event.hpp"
-#include "profilemate/ring.hpp"
+#include "profilemate/internal/ring.hpp"
 
 namespace profilemate {
 
@@ -58,8 +58,6 @@ inline constexpr std::int64_t kMaxFlushIntervalMs = 1000;
 // OsError (directory not creatable/writable; recording stays off), std::runtime_error (already
 // running).
 std::string start(const StartOptions& options);
-std::string start(std::string session_dir, std::string label, std::int64_t ring_capacity,
-                  std::int64_t flush_interval_ms, bool trace, std::int64_t session_start_ns);
 // Drains every ring, writes the remaining rows, summary.json and closes the trace. Idempotent.
 void stop() noexcept;
 // Returns once everything recorded before the call has been handed to the kernel.
@@ -87,7 +85,8 @@ struct Stats {
 Stats stats();
 
 namespace detail {
-// Hot-path state, defined in engine.cpp.
+// Hot-path state (not API): g_epoch, g_step and g_invalid_table are defined in
+// cpp/collector/session.cpp, the thread-locals and register_thread() in ring_registry.cpp.
 //
 // g_epoch identifies the running session; 0 means "not recording" (before start, after stop,
 // after a write error). A thread whose tls_epoch differs from it takes the slow path once: it

@@ -39,8 +39,8 @@ class Interner {
 
   std::uint32_t size() const noexcept { return count_.load(std::memory_order_acquire); }
 
-  // Fork support (see engine.cpp): the prepare handler holds the mutex across fork() so the child
-  // never inherits it locked by a thread that does not exist there.
+  // Fork support (see cpp/collector/process_hooks.cpp): the prepare handler holds the mutex across
+  // fork() so the child never inherits it locked by a thread that does not exist there.
   std::mutex& mutex() noexcept { return mu_; }
 
   // The process-wide instance used by the engine and the Python binding.

@@ -38,10 +38,10 @@ enum class ColumnSource : std::uint8_t {
   kTid,
 };
 
-// "ts_sec", "end_sec", ... in the order above; the error text lists them.
-std::string_view column_source_name(ColumnSource s) noexcept;
-// Throws std::invalid_argument naming the allowed sources.
+// "ts_sec", "end_sec", ... (the names, in the order above) -> the source. Throws
+// std::invalid_argument naming the allowed sources.
 ColumnSource parse_column_source(std::string_view s);
+// "ts_sec, end_sec, ...": the text the error lists.
 std::string allowed_column_sources();
 
 struct Column {

@@ -1,4 +1,8 @@
-// A single-producer / single-consumer ring of Events, one per recording thread.
+// INTERNAL (not API): the single-producer / single-consumer ring of Events, one per recording
+// thread. It is here, under include/, only because the inline hot path in engine.hpp writes into
+// it; nothing outside the engine should include it. What the collector keeps about a ring (registry
+// link, counters already accounted for, trace naming) is not here: see
+// cpp/collector/ring_registry.hpp.
 //
 // The producer is the thread that owns the ring; the consumer is the collector thread. Neither ever
 // blocks: a full ring drops the event and counts the drop (per ring and per table).
@@ -96,10 +100,6 @@ class Ring {
   std::uint64_t dropped_for(std::uint32_t table) const noexcept {
     return dropped_by_table_[table & 0xffu].load(std::memory_order_relaxed);
   }
-  std::size_t size_approx() const noexcept {
-    return static_cast<std::size_t>(head_.load(std::memory_order_acquire) -
-                                    tail_.load(std::memory_order_acquire));
-  }
 
   std::size_t capacity() const noexcept { return capacity_; }
   std::int32_t tid() const noexcept { return tid_; }
@@ -108,16 +108,6 @@ class Ring {
   // Set (release) by the owning thread when it exits; its last events are still in the ring.
   void mark_orphaned() noexcept { orphaned_.store(true, std::memory_order_release); }
   bool orphaned() const noexcept { return orphaned_.load(std::memory_order_acquire); }
-
-  // Registry link: written once before the ring is published to the registry, then only by the
-  // collector (which is the only thread that unlinks rings).
-  Ring* next = nullptr;
-
-  // Collector-private bookkeeping: what the current session has already accounted for.
-  std::uint64_t seen_pushed = 0;
-  std::uint64_t seen_dropped = 0;
-  std::uint64_t seen_dropped_by_table[kMaxTables] = {};
-  bool named_in_trace = false;
 
  private:
   void count_drop(std::uint32_t table) noexcept {
@@ -142,7 +132,5 @@ class Ring {
   std::atomic<bool> orphaned_{false};
   std::atomic<std::uint64_t> dropped_by_table_[kMaxTables];
 };
-
-inline bool is_power_of_two(std::int64_t v) noexcept { return v > 0 && (v & (v - 1)) == 0; }
 
 }  // namespace profilemate

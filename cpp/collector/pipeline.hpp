@@ -1,6 +1,6 @@
 // Everything the collector does with a drained event, for one process dir and one session:
 // aggregators plus the sinks (CSV per table, Chrome trace). No threads and no rings here, so tests
-// and benchmarks can drive it synchronously.
+// and benchmarks can drive it synchronously (tests/cpp/test_golden.cpp does, with fixed input).
 #pragma once
 
 #include <memory>
@@ -9,7 +9,6 @@
 #include "core/aggregates.hpp"
 #include "core/string_cache.hpp"
 #include "sinks/csv_sink.hpp"
-#include "sinks/summary.hpp"
 #include "sinks/trace_sink.hpp"
 
 namespace profilemate {

@@ -1,4 +1,4 @@
-#include "core/pipeline.hpp"
+#include "collector/pipeline.hpp"
 
 #include "profilemate/interner.hpp"
 #include "profilemate/table.hpp"

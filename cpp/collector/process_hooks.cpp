@@ -1,0 +1,165 @@
+#include "collector/process_hooks.hpp"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <string_view>
+
+#include "collector/collector.hpp"
+#include "collector/ring_registry.hpp"
+#include "collector/state.hpp"
+#include "core/log.hpp"
+#include "profilemate/interner.hpp"
+#include "profilemate/table.hpp"
+
+namespace profilemate::collector {
+namespace {
+
+// Guarded by g().control (install_hooks_once); read by the signal handler after installation.
+bool hooks_installed = false;
+struct sigaction prev_term {};
+struct sigaction prev_int {};
+
+void on_signal(int sig, siginfo_t* info, void* uctx) {
+  const int saved_errno = errno;
+  if (g().collector_live.load(std::memory_order_acquire)) {
+    // Only async-signal-safe work: atomics, write(2) to the eventfd, clock_gettime, nanosleep.
+    // Ask for a cycle that starts after this point (it also refreshes summary.json) and wait up to
+    // 2 s for it; the collector never runs this handler (its signals are blocked).
+    g().signal_pending.store(1, std::memory_order_release);
+    const std::uint64_t target = g().cycle_begin.load(std::memory_order_acquire) + 1;
+    wake_collector();
+    const std::int64_t deadline = now_ns() + 2'000'000'000;
+    while (g().cycle_end.load(std::memory_order_acquire) < target && now_ns() < deadline) {
+      const timespec ts{0, 1'000'000};
+      ::nanosleep(&ts, nullptr);
+    }
+  }
+  errno = saved_errno;
+  // Chain to what was installed before us, keeping its behaviour.
+  const struct sigaction& prev = sig == SIGTERM ? prev_term : prev_int;
+  if (prev.sa_flags & SA_SIGINFO) {
+    if (prev.sa_sigaction != nullptr) prev.sa_sigaction(sig, info, uctx);
+  } else if (prev.sa_handler == SIG_IGN) {
+    // ignored before us: stay ignored
+  } else if (prev.sa_handler == SIG_DFL) {
+    // Default action (terminate): restore it and re-deliver, so the exit status says "killed by
+    // SIGTERM/SIGINT" as it would without us.
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    ::sigaction(sig, &dfl, nullptr);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, sig);
+    ::pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+    ::raise(sig);
+  } else {
+    prev.sa_handler(sig);
+  }
+}
+
+void install_signal(int sig, struct sigaction& prev) {
+  struct sigaction cur {};
+  ::sigaction(sig, nullptr, &cur);
+  if ((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == on_signal) return;  // already ours
+  struct sigaction sa {};
+  sa.sa_sigaction = on_signal;
+  // Keep the previous handler's restart/stack flags: Python installs SIGINT without SA_RESTART so
+  // a blocking read returns EINTR and KeyboardInterrupt is raised promptly; we must not change
+  // that.
+  sa.sa_flags = SA_SIGINFO | (cur.sa_flags & (SA_RESTART | SA_ONSTACK));
+  sigemptyset(&sa.sa_mask);
+  sigaddset(&sa.sa_mask, SIGTERM);
+  sigaddset(&sa.sa_mask, SIGINT);
+  prev = cur;
+  ::sigaction(sig, &sa, nullptr);
+}
+
+// Takes the first five locks of the lock order (state.hpp), in that order.
+void atfork_prepare() {
+  Global& gl = g();
+  gl.control.lock();
+  if (gl.session != nullptr) gl.session->cycle_mu.lock();  // collector is between cycles
+  TableRegistry::global().mutex().lock();
+  Interner::global().mutex().lock();
+  gl.stats_mu.lock();
+}
+
+void atfork_parent() {
+  Global& gl = g();
+  gl.stats_mu.unlock();
+  Interner::global().mutex().unlock();
+  TableRegistry::global().mutex().unlock();
+  if (gl.session != nullptr) gl.session->cycle_mu.unlock();
+  gl.control.unlock();
+}
+
+void atfork_child() {
+  // Only this thread exists now. Everything inherited that belongs to the parent's session (its
+  // rings, buffered rows, open files) is the parent's: discard it without writing.
+  Global& gl = g();
+  gl.stats_mu.unlock();
+  Interner::global().mutex().unlock();
+  TableRegistry::global().mutex().unlock();
+
+  detail::g_epoch.store(0, std::memory_order_relaxed);
+  gl.collector_live.store(false, std::memory_order_relaxed);
+  gl.signal_pending.store(0, std::memory_order_relaxed);
+  // A fresh eventfd under the same number: the inherited one is shared with the parent.
+  const int fresh = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (fresh >= 0) {
+    ::dup3(fresh, gl.wake_fd, O_CLOEXEC);
+    ::close(fresh);
+  }
+  // The other threads' rings have no threads any more; free all of them, this thread's too.
+  free_all_rings_after_fork();
+  {
+    std::lock_guard<std::mutex> lock(gl.stats_mu);
+    gl.published = Stats{};
+  }
+
+  Session* old = gl.session;
+  gl.session = nullptr;
+  if (old != nullptr) {
+    old->cycle_mu.unlock();
+    old->pipeline.abandon();
+    // The collector thread does not exist here; leak its std::thread handle (destroying or
+    // joining a handle of a thread from the parent is undefined).
+    (void)old->thread.release();
+    StartOptions o = old->options;
+    delete old;
+    try {
+      auto s = open_session(o);
+      spawn_collector(*s);
+      gl.session = s.release();
+      detail::g_epoch.store(next_epoch(), std::memory_order_release);
+    } catch (const std::exception& e) {
+      std::string_view why = e.what();
+      if (why.starts_with("profilemate: ")) why.remove_prefix(13);  // the line has our prefix
+      warn_line("this forked child does not record: " + std::string(why));
+    }
+  }
+  gl.control.unlock();
+}
+
+void at_exit() { stop(); }
+
+}  // namespace
+
+void install_hooks_once() {
+  if (hooks_installed) return;
+  hooks_installed = true;
+  install_signal(SIGTERM, prev_term);
+  install_signal(SIGINT, prev_int);
+  ::pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+  std::atexit(at_exit);
+}
+
+}  // namespace profilemate::collector
