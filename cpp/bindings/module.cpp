@@ -10,6 +10,7 @@
 #include "profilemate/engine.hpp"
 #include "profilemate/version.hpp"
 #include "pyext/pyext.hpp"
+#include "pyext/session.hpp"
 
 namespace nb = nanobind;
 namespace pm = profilemate;
@@ -25,8 +26,8 @@ NB_MODULE(_core, m) {
   m.def("now_ns", &pm::now_ns, "CLOCK_MONOTONIC in nanoseconds (the clock of every event).");
 
   // Session.
-  m.def("start", nb::overload_cast<string, string, int64_t, int64_t, bool, int64_t>(&pm::start),
-        "session_dir"_a, "label"_a, nb::kw_only(), "ring_capacity"_a = pm::kDefaultRingCapacity,
+  m.def("start", &pm::pyext::start, "session_dir"_a, "label"_a, nb::kw_only(),
+        "ring_capacity"_a = pm::kDefaultRingCapacity,
         "flush_interval_ms"_a = pm::kDefaultFlushIntervalMs, "trace"_a = pm::kDefaultTrace,
         "session_start_ns"_a = 0,
         "Create <session_dir>/<label>-<pid>/, start the collector; returns the process dir.");

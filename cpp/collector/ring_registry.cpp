@@ -21,7 +21,7 @@ namespace {
 // Process-lifetime (trivially destructible), so threads that outlive static destruction may still
 // register or retire rings.
 constinit std::atomic<RingNode*> g_rings{nullptr};
-constinit std::atomic<std::int64_t> g_ring_capacity{65536};
+constinit std::atomic<std::int64_t> g_ring_capacity{kDefaultRingCapacity};
 
 constinit thread_local bool tls_exiting = false;
 

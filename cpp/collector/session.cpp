@@ -57,7 +57,7 @@ void validate(const StartOptions& o) {
                                 std::to_string(kMaxRingCapacity) + " (got " +
                                 std::to_string(o.ring_capacity) + ")");
   }
-  if (o.flush_interval_ms < 1 || o.flush_interval_ms > kMaxFlushIntervalMs) {
+  if (o.flush_interval_ms < kMinFlushIntervalMs || o.flush_interval_ms > kMaxFlushIntervalMs) {
     throw std::invalid_argument("profilemate: flush_interval_ms must be an integer from 1 to " +
                                 std::to_string(kMaxFlushIntervalMs) + " (got " +
                                 std::to_string(o.flush_interval_ms) + ")");

@@ -1,11 +1,11 @@
-// TimedCallable: the C++ wrapper every probe puts around a vLLM function or method.
+// TimedCallable: the C++ wrapper every probe puts around a host function or method.
 //
 //   timed(fn, table, name, ctx=0, *, before=None, after=None, params=(), sets_step=False,
 //         on_error=None)
 //
 // One call of the wrapper, while recording:
 //   p = the arguments named by `params`, picked out of this call's arguments
-//   values = before(*p)                       (optional hook: pulls fields off vLLM's objects)
+//   values = before(*p)                       (optional hook: pulls fields off the host's objects)
 //   t0 = now; result = fn(*args, **kwargs); t1 = now      (fn runs exactly once, always)
 //   values += after(result, *p)               (optional hook, only when fn returned)
 //   record_span(table, name, t0, t1 - t0, step, ctx, values...)

@@ -178,6 +178,8 @@ import logging
 logging.basicConfig(level=logging.WARNING)
 def bad(module):
     raise RuntimeError("boom in hook")
+from profilemate.activation import runtime
+wd.report_error = runtime._report_watchdog_error  # what the activation layer wires in
 wd.install()
 wd.register("fakepkg.engine", bad)
 import fakepkg.engine as e

@@ -40,6 +40,7 @@ class Runtime:
         self.registry = None
         self._core = None
         self._watchdog = get_watchdog()
+        self._watchdog.report_error = _report_watchdog_error
         self._fork_hooks = False
 
     # --- arming -------------------------------------------------------------------------------
@@ -321,6 +322,13 @@ class Runtime:
             log.info("%s: profiling into %s", self.label, self.process_dir)
         except Exception as e:
             self._fail(f"could not start in a forked child ({type(e).__name__}: {e})")
+
+
+def _report_watchdog_error(message: str) -> None:
+    # configure(None) gives the line the "[profilemate <pid>] " prefix even before activation
+    # configured the logger.
+    _log.configure(None)
+    log.warning(message, exc_info=True)
 
 
 def _remove_if_no_data(path: str | None) -> None:

@@ -78,6 +78,9 @@ class ModuleWatchdog:
         self._callbacks: dict[str, tuple[Callback, ...]] = {}
         self._local = _thread._local()
         self._failed: set[tuple[str, int]] = set()
+        # Set by the activation layer: report_error(message) logs with the traceback being handled.
+        # The watchdog itself stays stdlib-only (scripts/check_layering.py).
+        self.report_error: Callable[[str], None] | None = None
 
     def _reset_lock(self) -> None:
         self._lock = _thread.allocate_lock()
@@ -183,17 +186,16 @@ class ModuleWatchdog:
             key = (module.__name__, id(callback))
             if key not in self._failed:
                 self._failed.add(key)
-                # Only on this error path (start-up stays cheap); configure() gives the line the
-                # "[profilemate <pid>] " prefix even before activation configured the logger.
-                from profilemate import _log
-
-                _log.configure(None)
-                _log.log.warning(
-                    "import hook %r for module %s failed; the module is imported unpatched",
-                    getattr(callback, "__qualname__", callback),
-                    module.__name__,
-                    exc_info=True,
+                message = (
+                    f"import hook {getattr(callback, '__qualname__', callback)!r} for module "
+                    f"{module.__name__} failed; the module is imported unpatched"
                 )
+                if self.report_error is not None:  # the activation layer's logger (one prefix)
+                    self.report_error(message)
+                else:  # only on this error path: start-up stays cheap
+                    import logging
+
+                    logging.getLogger("profilemate").warning(message, exc_info=True)
 
 
 _watchdog: ModuleWatchdog | None = None
