@@ -458,27 +458,38 @@ def test_fault_injection_makes_every_hook_raise(pkg, core):
     assert [r["v0"] for r in core.rows()] == ["0", "0"]  # timed, no hook values
 
 
-def test_coroutine_targets_are_skipped_with_the_reason(tmp_path, monkeypatch, core):
-    name = f"pm_async_{uuid.uuid4().hex[:8]}"
-    (tmp_path / f"{name}.py").write_text("async def render(x):\n    return x\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    wd = ModuleWatchdog()
-    wd.install()
-    try:
-        mod = importlib.import_module(name)
-        reg = Registry(
-            [Target(f"{name}:render", "render", TABLE)],
-            core.recorder,
-            watchdog=wd,
-            vllm_version="0.32.0",
-        )
-        reg.activate()
-        (row,) = reg.status()
-        assert row["state"] == SKIPPED and "coroutine" in row["reason"]
-        assert not hasattr(mod.render, "__wrapped__")
-    finally:
+@pytest.fixture
+def one_module(tmp_path, monkeypatch):
+    """Writes a one-file module from source, imports it under the watchdog: (module, watchdog)."""
+    made = []
+
+    def make(source: str):
+        name = f"pm_one_{uuid.uuid4().hex[:8]}"
+        (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
+        monkeypatch.syspath_prepend(str(tmp_path))
+        wd = ModuleWatchdog()
+        wd.install()
+        made.append((name, wd))
+        return importlib.import_module(name), wd
+
+    yield make
+    for name, wd in made:
         wd.uninstall()
         sys.modules.pop(name, None)
+
+
+def test_coroutine_targets_are_skipped_with_the_reason(one_module, core):
+    mod, wd = one_module("async def render(x):\n    return x\n")
+    reg = Registry(
+        [Target(f"{mod.__name__}:render", "render", TABLE)],
+        core.recorder,
+        watchdog=wd,
+        vllm_version="0.32.0",
+    )
+    reg.activate()
+    (row,) = reg.status()
+    assert row["state"] == SKIPPED and "coroutine" in row["reason"]
+    assert not hasattr(mod.render, "__wrapped__")
 
 
 def test_target_validation():
@@ -522,25 +533,19 @@ def test_version_parse_edges():
     assert versions.in_range(v, None, None) and not versions.in_range(v, None, "0.32.0")
 
 
-def test_a_contextmanager_function_is_not_taken_for_a_generator(tmp_path, monkeypatch, core):
+def test_a_contextmanager_function_is_not_taken_for_a_generator(one_module, core):
     # vLLM's set_forward_context is a @contextmanager: its __wrapped__ is a generator function.
-    name = f"pm_cm_{uuid.uuid4().hex[:8]}"
-    (tmp_path / f"{name}.py").write_text(
+    mod, wd = one_module(
         "import contextlib\n@contextlib.contextmanager\ndef ctx(x):\n    yield x\n"
     )
-    monkeypatch.syspath_prepend(str(tmp_path))
-    wd = ModuleWatchdog()
-    wd.install()
-    try:
-        mod = importlib.import_module(name)
-        reg = Registry(
-            [Target(f"{name}:ctx", "ctx", TABLE)], core.recorder, watchdog=wd, vllm_version="0.32.0"
-        )
-        reg.activate()
-        assert reg.status()[0]["state"] == APPLIED
-        with mod.ctx(3) as v:
-            assert v == 3
-        assert core.names() == ["ctx"]
-    finally:
-        wd.uninstall()
-        sys.modules.pop(name, None)
+    reg = Registry(
+        [Target(f"{mod.__name__}:ctx", "ctx", TABLE)],
+        core.recorder,
+        watchdog=wd,
+        vllm_version="0.32.0",
+    )
+    reg.activate()
+    assert reg.status()[0]["state"] == APPLIED
+    with mod.ctx(3) as v:
+        assert v == 3
+    assert core.names() == ["ctx"]
