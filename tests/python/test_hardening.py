@@ -188,6 +188,11 @@ def test_symlinked_session_folder_is_refused_when_joining(tmp_path):
         (["--max-num-batched-tokens", "8192", "--tokenizer", "/m", "--ssl-keyfile", "/k.pem"],
          ["--max-num-batched-tokens", "8192", "--tokenizer", "/m", "--ssl-keyfile", "/k.pem"]),
         (["--use-auth-token", "--model", "/m"], ["--use-auth-token", "--model", "/m"]),
+        # Prompt text on the command line is not recorded either.
+        (["chat", "--system-prompt", "be brief", "-q", "hello there"],
+         ["chat", "--system-prompt", "***", "-q", "***"]),
+        (["complete", "--quick=tell me"], ["complete", "--quick=***"]),
+        (["python", "-q", "script.py"], ["python", "-q", "script.py"]),  # -q = quiet elsewhere
     ],
 )  # fmt: skip
 def test_command_line_secrets_are_masked(argv, expected):

@@ -10,6 +10,9 @@ Replaced by ``***``:
   (``--max-num-batched-tokens``, ``--tokenizer``, ``--ssl-keyfile`` keep their values). Over-redacting
   is the safe side: an option with a secret name that takes no value hides the argument after it
   (unless that one starts with ``-``).
+* the text given to an option that carries prompt text: a name with the word ``prompt`` or
+  ``prompts`` in it (``--system-prompt``, ``--prompt``), and vLLM CLI's ``--quick`` / ``-q`` (after
+  ``chat`` or ``complete``): ProfileMate records no prompt text, not even from the command line.
 * inside any value, ``name=value`` and ``"name": "value"`` pairs with a secret name (a query
   string's ``?api_key=X``, JSON given to ``--hf-overrides``), and the user and password part of a
   URL: ``https://user:pass@host`` becomes ``https://***@host``.
@@ -46,6 +49,17 @@ def _mask_pair(m: re.Match) -> str:
     return f"{q}{m.group('name')}{q}{m.group('sep')}{vq}{MASK}{vq}"
 
 
+PROMPT_WORDS = ("prompt", "prompts")
+
+
+def is_prompt_option(name: str, after_chat: bool = False) -> bool:
+    """Whether an option carries prompt text (``--system-prompt``; ``--quick``/``-q`` of
+    ``vllm chat``/``vllm complete``)."""
+    if name == "--quick" or (after_chat and name == "-q"):
+        return True
+    return any(w.lower() in PROMPT_WORDS for w in _WORD_SPLIT.split(name.strip("-")))
+
+
 def redact_text(value: str) -> str:
     """A value with secret ``name=value`` / ``"name": value`` pairs and URL credentials masked."""
     return _PAIR.sub(_mask_pair, _URL_CREDENTIALS.sub(lambda m: f"{m.group(1)}{MASK}@", value))
@@ -55,6 +69,7 @@ def redact_argv(argv: list[str]) -> list[str]:
     """A command line with secret option values (both ``--opt value`` and ``--opt=value``) masked."""
     out: list[str] = []
     hide_next = False
+    after_chat = False  # `vllm chat` / `vllm complete`: -q is --quick there
     for arg in argv:
         arg = str(arg)
         if hide_next:
@@ -62,11 +77,23 @@ def redact_argv(argv: list[str]) -> list[str]:
             if not arg.startswith("-") or arg == "-":
                 out.append(MASK)
                 continue
+        after_chat = after_chat or arg in ("chat", "complete")
         name, eq, value = arg.partition("=")
-        if eq and _NAME.fullmatch(name) and is_secret_name(name):
+        if (
+            eq
+            and _NAME.fullmatch(name)
+            and (
+                is_secret_name(name)
+                or (name.startswith("-") and is_prompt_option(name, after_chat))
+            )
+        ):
             out.append(f"{name}={MASK}")  # --api-key=X, HF_TOKEN=X (as given to `env`)
             continue
-        if arg.startswith("-") and not eq and is_secret_name(arg):
+        if (
+            arg.startswith("-")
+            and not eq
+            and (is_secret_name(arg) or is_prompt_option(arg, after_chat))
+        ):
             hide_next = True  # --api-key X
             out.append(arg)
             continue

@@ -51,7 +51,7 @@ def session_id(wall_s: float, pid: int | None = None) -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S', time.localtime(wall_s))}-{host}-{pid or os.getpid()}"
 
 
-def _check_private_dir(path: str) -> None:
+def check_private_dir(path: str) -> None:
     """Refuse a folder that is a symlink, not a folder, or another user's (root's is accepted)."""
     st = os.lstat(path)
     if stat.S_ISLNK(st.st_mode):
@@ -73,7 +73,7 @@ def _check_private_dir(path: str) -> None:
 
 def make_private_dirs(path: str) -> None:
     """Create ``path`` and its missing parents with mode 0700 and check each one created, or the
-    existing ``path`` itself, with :func:`_check_private_dir`. Existing parents are the user's."""
+    existing ``path`` itself, with :func:`check_private_dir`. Existing parents are the user's."""
     missing = []
     p = path
     while not os.path.lexists(p):
@@ -83,14 +83,14 @@ def make_private_dirs(path: str) -> None:
             break
         p = parent
     if not missing:
-        _check_private_dir(path)
+        check_private_dir(path)
         return
     for d in reversed(missing):
         try:
             os.mkdir(d, PRIVATE_DIR_MODE)
         except FileExistsError:
             pass  # made meanwhile (by another process of the run, or planted): checked below
-        _check_private_dir(d)
+        check_private_dir(d)
 
 
 def join_or_create(config: Config) -> Session:
