@@ -5,6 +5,28 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${PROFILEMATE_VENV:-$ROOT/.venv}"
+
+# The other interpreters the import watchdog, registry, probe and C++-wrapper tests run on (below).
+# Checked first, so that a missing one fails the run at once, named, instead of after the long stages.
+# vLLM here runs on 3.11; older vLLM releases run on 3.10, the seed tool died on 3.12's import
+# system, and the C++ wrapper uses version-specific CPython APIs (3.12's PyErr_GetRaisedException).
+OTHER_PYTHONS=(3.10 3.12 3.13)
+find_python() {  # prints the interpreter for version $1 (pyenv's, else pythonX.Y on PATH), or nothing
+  local v=$1 py
+  py=$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$v".*/bin/python 2>/dev/null | sort -V | tail -1 || true)
+  if [[ -z "$py" ]] && "python$v" -c '' 2>/dev/null; then py=$(command -v "python$v"); fi
+  printf '%s' "$py"
+}
+missing=()
+for v in "${OTHER_PYTHONS[@]}"; do [[ -n "$(find_python "$v")" ]] || missing+=("$v"); done
+if ((${#missing[@]})); then
+  for v in "${missing[@]}"; do
+    printf '[test] ERROR: python%s not found (looked for %s and for python%s on PATH); the watchdog, registry, probe and C++-wrapper tests must run on it. Install it (pyenv install %s, or your distribution'"'"'s python%s with venv) and run this script again.\n' \
+      "$v" "${PYENV_ROOT:-$HOME/.pyenv}/versions/$v.*/bin/python" "$v" "$v" "$v" >&2
+  done
+  exit 1
+fi
+
 bash "$ROOT/scripts/setup.sh"
 
 echo "== lint: ruff, clang-format, layering =="
@@ -22,14 +44,12 @@ BUILD="$ROOT/build/cpp-tests"
 "$VENV/bin/cmake" --build "$BUILD" -j2
 "$VENV/bin/ctest" --test-dir "$BUILD" --output-on-failure --timeout 300
 
-echo "== import watchdog, registry, probe framework and the C++ wrapper on Python 3.12/3.13 =="
-# vLLM here runs on 3.11, but the seed tool died on 3.12's import system, and the C++ wrapper uses
-# version-specific CPython APIs (3.12's PyErr_GetRaisedException): these tests need no vLLM, so each
-# interpreter gets a small venv with the pinned build tools and this package built for it.
-for v in 3.12 3.13; do
-  py=$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$v".*/bin/python 2>/dev/null | tail -1 || true)
-  if [[ -z "$py" ]] && "python$v" -c '' 2>/dev/null; then py=$(command -v "python$v"); fi
-  if [[ -z "$py" ]]; then echo "python$v not found on this machine: skipped"; continue; fi
+echo "== import watchdog, registry, probe framework and the C++ wrapper on Python ${OTHER_PYTHONS[*]} =="
+# These tests need no vLLM: each interpreter gets a small venv with the pinned build tools and this
+# package built for it.
+for v in "${OTHER_PYTHONS[@]}"; do
+  py=$(find_python "$v")
+  echo "-- python$v: $py"
   venv="$ROOT/build/venv-py$v"
   if [[ ! -x "$venv/bin/python" ]]; then "$py" -m venv "$venv"; fi
   "$venv/bin/python" -m pip -q --disable-pip-version-check install -r "$ROOT/requirements/dev.txt"

@@ -14,7 +14,18 @@ TYPE_CHECKING = (
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-DEFAULT_DIR = "/tmp/profilemate"
+# The default output folder: one per user, so that no local user reads or plants another's files
+# (ProfileMate creates it 0700 and refuses it if it is a symlink or belongs to someone else:
+# activation/session.py). Not $XDG_RUNTIME_DIR: that tmpfs is small and removed at logout, which
+# would lose the profile of a server started over ssh. The docs write it as DEFAULT_DIR_DOC.
+DEFAULT_DIR_DOC = "/tmp/profilemate-<uid>"
+
+
+def default_dir(uid: int | None = None) -> str:
+    return DEFAULT_DIR_DOC.replace("<uid>", str(os.geteuid() if uid is None else uid))
+
+
+DEFAULT_DIR = default_dir()
 
 # The core's start() defaults and limits (docs/CORE_API.md), kept here rather than read from
 # profilemate._core: this module runs in every Python process with PROFILEMATE=1, and importing the
@@ -154,6 +165,20 @@ def _ring_capacity(env: Mapping[str, str]) -> int:
     return n
 
 
+def _absolute(path: str) -> str:
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def export_absolute_dir(environ=None) -> None:
+    """Make a relative PROFILEMATE_DIR (or its alias) absolute in ``environ`` (``os.environ``), so
+    that children started in another working directory write into the same folder."""
+    env = os.environ if environ is None else environ
+    for name in ("PROFILEMATE_DIR", "VLLM_PROFILING_DIR"):
+        raw = env.get(name, "").strip()
+        if raw and raw != _absolute(raw):
+            env[name] = _absolute(raw)
+
+
 def parse_mode(raw: str | None, name: str = "PROFILEMATE") -> str:
     if raw is None:
         return "off"
@@ -197,7 +222,9 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
             env[new] = env[old]
             notices.append(f"{old} is a deprecated alias: use {new}={env[old]}")
 
-    out_dir = env.get("PROFILEMATE_DIR", "").strip() or DEFAULT_DIR
+    # Absolute from here on: the session folder made inside it is exported to children, which may
+    # run in another working directory.
+    out_dir = _absolute(env.get("PROFILEMATE_DIR", "").strip() or DEFAULT_DIR)
 
     log = env.get("PROFILEMATE_LOG", "info").strip().lower() or "info"
     if log not in LOG_LEVELS:
@@ -217,7 +244,7 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
                 "all, or a comma list of: " + ", ".join(known),
             )
 
-    session_dir = env.get(ENV_SESSION_DIR) or None
+    session_dir = _absolute(env[ENV_SESSION_DIR]) if env.get(ENV_SESSION_DIR) else None
     start_raw = env.get(ENV_SESSION_START_NS)
     session_start_ns = None
     if start_raw:

@@ -81,8 +81,18 @@ def _plugin_entry_point() -> str | None:
 
 
 def _writable(path: str) -> tuple[bool, str]:
-    """Whether the folder (or, if missing, the nearest existing parent that would hold it) is writable."""
+    """Whether the folder (or, if missing, the nearest existing parent that would hold it) is writable,
+    and not one that profiling would refuse (a symbolic link, another user's: activation/session.py)."""
+    from profilemate.activation.session import UnsafeOutputDir, check_private_dir
+
     p = Path(path)
+    if os.path.lexists(p):
+        try:
+            check_private_dir(str(p))
+        except UnsafeOutputDir as e:
+            return False, str(e)
+        except OSError:
+            pass  # not a folder: reported below
     probe = p
     while not probe.exists():
         if probe.parent == probe:
@@ -176,7 +186,11 @@ def collect() -> dict:
     ok, detail = _writable(out_dir)
     output = {"dir": out_dir, "writable": ok, "detail": detail}
     if not ok:
-        problems.append(f"output folder not writable: {detail} (set PROFILEMATE_DIR)")
+        problems.append(
+            detail
+            if detail.startswith("refusing")
+            else f"output folder not writable: {detail} (set PROFILEMATE_DIR)"
+        )
 
     from profilemate.probes import all_targets
     from profilemate.probes import versions as vv

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from profilemate import config, probes
@@ -10,7 +12,8 @@ from profilemate.activation import detect
 
 def test_defaults():
     c = config.load({})
-    assert c.mode == "off" and c.dir == "/tmp/profilemate" and c.log == "info"
+    # One folder per user (docs/OUTPUTS.md, "Private by default").
+    assert c.mode == "off" and c.dir == f"/tmp/profilemate-{os.geteuid()}" and c.log == "info"
     assert c.probes == config.categories() and c.fault_inject is False and c.trace is True
 
 

@@ -167,3 +167,18 @@ def test_doctor_bad_config_is_reported(tmp_path):
     )
     r = json.loads(p.stdout)
     assert any("PROFILEMATE_LOG='loud' is not valid" in prob for prob in r["problems"])
+
+
+def test_doctor_reports_an_output_folder_profiling_would_refuse(tmp_path):
+    _write(tmp_path / "pkgs", FAKE_DOCTOR_VLLM)
+    real = tmp_path / "real"
+    real.mkdir()
+    link = tmp_path / "out"
+    link.symlink_to(real)
+    p = _cli(
+        "doctor", "--json", env={"PYTHONPATH": str(tmp_path / "pkgs"), "PROFILEMATE_DIR": str(link)}
+    )
+    r = json.loads(p.stdout)
+    assert r["output"]["writable"] is False
+    assert "symbolic link" in r["output"]["detail"]
+    assert any(f"refusing to write profiling output to {link}" in prob for prob in r["problems"])

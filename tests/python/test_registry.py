@@ -26,6 +26,7 @@ from profilemate.probes.registry import (
     PENDING,
     SKIPPED,
     Registry,
+    module_file_exists,
     set_fault_injection,
 )
 from profilemate.probes.spec import Column, Hooks, Site, Table, Target, at
@@ -549,3 +550,34 @@ def test_a_contextmanager_function_is_not_taken_for_a_generator(one_module, core
     with mod.ctx(3) as v:
         assert v == 3
     assert core.names() == ["ctx"]
+
+
+def test_a_bare_folder_is_not_a_module(pkg, core, tmp_path):
+    # What an upgrade leaves behind: the old subpackage's folder with only __pycache__ in it.
+    name, wd = pkg
+    importlib.import_module(name)
+    root = tmp_path / name
+    (root / "stale" / "__pycache__").mkdir(parents=True)
+    (root / "stale" / "__pycache__" / "old.cpython-311.pyc").write_bytes(b"")
+    (root / "nspkg" / "deeper").mkdir(parents=True)  # a namespace package (PEP 420) ...
+    (root / "nspkg" / "deeper" / "mod.py").write_text("def f(x):\n    return x + 1\n")
+    (root / "emptyns").mkdir()
+    ts = [
+        T(name, "stale", "f"),
+        T(name, "stale.old", "f"),
+        T(name, "emptyns", "f"),
+        T(name, "nspkg.deeper.mod", "f"),  # ... whose module is there
+    ]
+    assert module_file_exists(f"{name}.stale") is False
+    assert module_file_exists(f"{name}.nspkg") is True
+    assert module_file_exists(f"{name}.nspkg.deeper") is True
+    reg = Registry(ts, core.recorder, watchdog=wd, vllm_version="0.32.0")
+    reg.activate()
+    st = by_target(reg)
+    for t in ts[:3]:
+        assert st[t.key]["state"] == SKIPPED, st[t.key]
+        assert f"module {t.sites[0].module} not in vLLM" in st[t.key]["reason"]
+    assert st[ts[3].key]["state"] == PENDING
+    mod = importlib.import_module(f"{name}.nspkg.deeper.mod")
+    assert by_target(reg)[ts[3].key]["state"] == APPLIED
+    assert mod.f(1) == 2 and core.names() == ["f"]

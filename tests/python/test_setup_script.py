@@ -54,3 +54,42 @@ def test_unreachable_package_index_is_named(tmp_path):
     )
     assert proc.returncode != 0
     assert "package index could not be reached" in proc.stderr, proc.stderr[-3000:]
+
+
+TEST_SH = ROOT / "scripts" / "test.sh"
+
+
+def _run_test_sh(tmp_path: Path, pyenv: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env.update(
+        PYENV_ROOT=str(pyenv),
+        PATH="/usr/bin:/bin",  # no pyenv shims: only what PYENV_ROOT holds
+        PROFILEMATE_VENV=str(tmp_path / "venv"),
+        PROFILEMATE_SETUP_MIN_FREE_GB="100000000",  # if setup is reached, it stops at once
+    )
+    return subprocess.run(
+        ["bash", str(TEST_SH)], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_test_script_fails_naming_a_missing_interpreter(tmp_path):
+    pyenv = tmp_path / "pyenv"
+    (pyenv / "versions").mkdir(parents=True)
+    proc = _run_test_sh(tmp_path, pyenv)
+    assert proc.returncode != 0
+    for v in ("3.10", "3.12", "3.13"):
+        assert f"python{v} not found" in proc.stderr, proc.stderr
+        assert f"pyenv install {v}" in proc.stderr
+    assert "skipped" not in proc.stdout + proc.stderr
+    assert "[setup]" not in proc.stderr  # failed first, before the long stages
+    assert not (tmp_path / "venv").exists()
+
+
+def test_test_script_finds_pyenv_interpreters(tmp_path):
+    pyenv = tmp_path / "pyenv"
+    for v in ("3.10.1", "3.12.0", "3.13.2"):
+        (pyenv / "versions" / v / "bin").mkdir(parents=True)
+        (pyenv / "versions" / v / "bin" / "python").symlink_to("/bin/true")
+    proc = _run_test_sh(tmp_path, pyenv)
+    assert "not found" not in proc.stderr
+    assert "GiB free" in proc.stderr  # went on to the setup (stopped there by the disk guard)

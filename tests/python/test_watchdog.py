@@ -308,3 +308,127 @@ def test_no_legacy_finder_api():
     assert "def find_module" not in src and "def load_module" not in src
     assert not hasattr(watchdog.ModuleWatchdog, "find_module")
     assert not hasattr(watchdog.ModuleWatchdog, "load_module")
+
+
+def _namespace_tree(root: Path) -> None:
+    # nsroot/ and nsroot/sub/ have no __init__.py: PEP 420 namespace packages, spread over two
+    # folders for nsroot (loader None in the spec the path finder returns).
+    for base in ("a", "b"):
+        (root / base / "nsroot" / "sub").mkdir(parents=True)
+    (root / "a" / "nsroot" / "sub" / "leaf.py").write_text("VALUE = 7\n")
+    (root / "b" / "nsroot" / "other.py").write_text("VALUE = 8\n")
+
+
+def test_namespace_package_callbacks_run(tmp_path):
+    _namespace_tree(tmp_path)
+    out = run_py(
+        """
+import importlib, json, os, sys
+sys.path[:0] = ["a", "b"]  # the test runs in the tree's root
+from profilemate.hooks.watchdog import get_watchdog
+wd = get_watchdog()
+seen = []
+def cb(module):
+    seen.append([module.__name__, sorted(os.path.relpath(p).split(os.sep)[0] for p in module.__path__)])
+wd.install()
+wd.register("nsroot", cb)
+wd.register("nsroot.sub", cb)
+import nsroot.sub.leaf, nsroot.other
+ns = sys.modules["nsroot"]
+loader = type(ns.__spec__.loader).__name__
+importlib.reload(ns)
+print(json.dumps({"seen": seen, "loader": loader, "leaf": nsroot.sub.leaf.VALUE,
+                  "other": nsroot.other.VALUE, "file": getattr(ns, "__file__", None)}))
+""",
+        tmp_path,
+    )
+    assert out["seen"] == [
+        ["nsroot", ["a", "b"]],
+        ["nsroot.sub", ["a", "b"]],
+        ["nsroot", ["a", "b"]],
+    ]
+    # The module ends up exactly as a plain import leaves it: the stdlib namespace loader.
+    assert out["loader"] in ("NamespaceLoader", "_NamespaceLoader")
+    assert out["leaf"] == 7 and out["other"] == 8 and out["file"] is None
+
+
+CLAIMING_FINDER = """
+from importlib.machinery import PathFinder
+class Claimer:
+    # A finder that resolves some names itself (as editable-install and vendoring finders do).
+    def __init__(self, prefix):
+        self.prefix, self.claimed = prefix, []
+    def find_spec(self, name, path=None, target=None):
+        if not name.startswith(self.prefix):
+            return None
+        self.claimed.append(name)
+        return PathFinder.find_spec(name, path, target)
+"""
+
+
+def test_finder_inserted_ahead_is_overtaken_at_the_next_lookup(fakepkg):
+    out = run_py(
+        PRELUDE
+        + CLAIMING_FINDER
+        + """
+wd.install()
+wd.register("fakepkg.engine", cb)
+claimer = Claimer("fakepkg.engine")
+sys.meta_path.insert(0, claimer)   # after the watchdog was installed
+import fakepkg.engine               # fakepkg's lookup passes the claimer: the watchdog retakes first place
+print(json.dumps({"seen": seen, "first": sys.meta_path[0] is wd, "claimed": claimer.claimed,
+                  "n": sum(f is wd for f in sys.meta_path)}))
+""",
+        fakepkg,
+    )
+    assert out["seen"] == [["fakepkg.engine", True]]
+    assert out["first"] is True and out["n"] == 1
+    assert out["claimed"] == ["fakepkg.engine"]  # asked by the watchdog, which wrapped its loader
+
+
+def test_module_a_finder_ahead_took_is_caught_up_once(fakepkg):
+    out = run_py(
+        PRELUDE
+        + CLAIMING_FINDER
+        + """
+wd.install()
+wd.register("fakepkg.engine", cb)
+sys.meta_path.insert(0, Claimer("fakepkg"))   # claims the whole package, watched module included
+import fakepkg.engine
+before = list(seen)
+import colorsys                     # any lookup the claimer passes on reaches the watchdog
+after_lookup = list(seen)
+wd.register("fakepkg.lazy.deep", cb)
+import fakepkg.lazy.deep            # the watchdog is first again: hooked normally
+print(json.dumps({"before": before, "after_lookup": after_lookup, "seen": seen,
+                  "first": sys.meta_path[0] is wd}))
+""",
+        fakepkg,
+    )
+    assert out["before"] == []
+    assert out["after_lookup"] == [["fakepkg.engine", True]]
+    assert out["seen"] == [["fakepkg.engine", True], ["fakepkg.lazy.deep", True]]
+    assert out["first"] is True
+
+
+def test_register_retakes_first_place_and_catches_up(fakepkg):
+    out = run_py(
+        PRELUDE
+        + CLAIMING_FINDER
+        + """
+wd.install()
+wd.register("fakepkg.engine", cb)
+sys.meta_path.insert(0, Claimer(""))   # claims every import: the watchdog is never asked
+import fakepkg.engine
+before = list(seen)
+def cb2(module):
+    seen.append(["cb2", module.__name__])
+wd.register("fakepkg.engine", cb2)
+print(json.dumps({"before": before, "seen": seen, "first": sys.meta_path[0] is wd}))
+""",
+        fakepkg,
+    )
+    assert out["before"] == []
+    assert out["first"] is True
+    # The missed callback runs once, the new one once.
+    assert sorted(map(tuple, out["seen"])) == [("cb2", "fakepkg.engine"), ("fakepkg.engine", True)]

@@ -18,7 +18,7 @@ from types import ModuleType
 
 from profilemate import _log
 from profilemate._log import log
-from profilemate.config import Config
+from profilemate.config import Config, export_absolute_dir
 from profilemate.hooks.watchdog import get_watchdog
 
 OFF, ARMED, ACTIVE, FAILED = "off", "armed", "active", "failed"
@@ -53,6 +53,7 @@ class Runtime:
                 return self.state
             self.config, self.activation, self.role_hint = config, activation, role_hint
             self.error = None
+            export_absolute_dir()  # before any child is started from another working directory
             self._watchdog.install()
             self.state = ARMED
             self._install_fork_hooks()
@@ -90,14 +91,13 @@ class Runtime:
             try:
                 return self._activate(reason)
             except OSError as e:
-                path = e.filename or self.config.dir
                 if not self.config.session_dir:
                     # This process would have created the session: its children (EngineCore,
                     # workers) inherit "off" instead of each repeating the same warning.
                     os.environ["PROFILEMATE"] = "0"
                 self._fail(
-                    f"cannot write profiling output to {path} ({e.strerror or e}); set PROFILEMATE_DIR "
-                    f"to a writable folder. Profiling is off for this process; vLLM runs normally."
+                    f"{output_error(e, self.config.dir)} Profiling is off for this process; vLLM "
+                    f"runs normally."
                 )
             except Exception as e:
                 self._fail(
@@ -214,7 +214,14 @@ class Runtime:
         try:
             write_json_atomic(os.path.join(self.process_dir, "patch_status.json"), self.status())
         except OSError as e:
-            log.warning("cannot write patch_status.json in %s: %s", self.process_dir, e)
+            # Once per process: a full disk would otherwise repeat it at every change.
+            if not getattr(self, "_status_write_failed", False):
+                self._status_write_failed = True
+                log.warning(
+                    "%s (patch_status.json is not updated any more in this process; vLLM runs "
+                    "normally)",
+                    output_error(e, self.process_dir).rstrip("."),
+                )
 
     def flush(self) -> None:
         with self._lock:
@@ -322,6 +329,26 @@ class Runtime:
             log.info("%s: profiling into %s", self.label, self.process_dir)
         except Exception as e:
             self._fail(f"could not start in a forked child ({type(e).__name__}: {e})")
+
+
+def output_error(e: OSError, default_path: str) -> str:
+    """One sentence naming the path and what to do, for an OSError met writing profiling output."""
+    from profilemate.activation.session import UnsafeOutputDir
+
+    if isinstance(e, UnsafeOutputDir):
+        return f"{e}."
+    import errno
+
+    path = e.filename or default_path
+    what = {
+        errno.ENOSPC: "free some space there or set PROFILEMATE_DIR to a folder on another disk",
+        errno.EDQUOT: "free some space there or set PROFILEMATE_DIR to a folder on another disk",
+        errno.EROFS: "set PROFILEMATE_DIR to a folder on a writable file system",
+    }.get(e.errno, "set PROFILEMATE_DIR to a writable folder")
+    detail = str(e.strerror or e).removeprefix("profilemate: ")
+    if str(path) in detail:  # the core's messages name the path already
+        return f"{detail}; {what}."
+    return f"cannot write profiling output to {path} ({detail}); {what}."
 
 
 def _report_watchdog_error(message: str) -> None:

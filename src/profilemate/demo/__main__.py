@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import os
 import subprocess
@@ -18,34 +19,73 @@ import sys
 import tempfile
 from pathlib import Path
 
-
-def _csv_rows(path: Path) -> list[dict]:
-    with path.open(newline="") as f:
-        # A killed process may leave a torn last line; csv just yields a short row we skip.
-        rows = list(csv.DictReader(f))
-    return [r for r in rows if None not in r.values()]
+KILLED = "a process killed while writing it?"
 
 
-def summarize_session(session: Path, out=sys.stdout) -> None:
-    """A plain-text view of one session folder (the C++ `profilemate report` supersedes it)."""
+def _csv_rows(path: Path) -> tuple[list[dict], str | None]:
+    """The complete rows of a CSV file, and a warning when the file is empty, torn or unreadable."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        return [], f"cannot read {path} ({e.strerror or e}); skipped"
+    if not data:
+        return [], f"{path} is empty ({KILLED}); skipped"
+    try:
+        text = data.decode("utf-8")
+        if "\0" in text:
+            raise ValueError("NUL bytes")
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    except (ValueError, csv.Error) as e:
+        return [], f"{path} is not a readable CSV file ({e}; {KILLED}); skipped"
+    # A killed process may leave a torn last line: csv yields a short row, dropped here.
+    complete = [r for r in rows if None not in r.values() and None not in r]
+    torn = len(rows) - len(complete)
+    warning = None
+    if torn:
+        warning = f"{path}: {torn} incomplete row(s) dropped ({KILLED})"
+    return complete, warning
+
+
+def _patch_status(path: Path) -> tuple[dict | None, str | None]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        return data, None
+    except (OSError, ValueError) as e:
+        reason = "empty" if path.exists() and path.stat().st_size == 0 else str(e)
+        return None, f"{path} is unreadable ({reason}; {KILLED}); skipped"
+
+
+def summarize_session(session: Path, out=sys.stdout, err=None) -> None:
+    """A plain-text view of one session folder (the C++ `profilemate report` supersedes it).
+
+    An empty, torn or unreadable file (left by a killed process) gets one warning on ``err``,
+    naming it; everything else is still read."""
+
+    def warn(message: str | None) -> None:
+        if message:
+            print(f"warning: {message}", file=err or sys.stderr)
+
     print(f"\nProfileMate session: {session}", file=out)
     for proc in sorted(p for p in session.iterdir() if p.is_dir()):
         files = sorted(proc.iterdir())
         print(f"  {proc.name}/", file=out)
         status = proc / "patch_status.json"
         if status.is_file():
-            try:
-                targets = json.loads(status.read_text()).get("targets", [])
+            data, problem = _patch_status(status)
+            warn(problem)
+            if data is not None:
                 by_state: dict[str, int] = {}
-                for t in targets:
-                    by_state[t.get("state", "?")] = by_state.get(t.get("state", "?"), 0) + 1
+                for t in data.get("targets", []):
+                    state = t.get("state", "?") if isinstance(t, dict) else "?"
+                    by_state[state] = by_state.get(state, 0) + 1
                 print(f"    probes: {by_state}", file=out)
-            except (OSError, ValueError) as e:
-                print(f"    patch_status.json unreadable: {e}", file=out)
         for f in files:
             if f.suffix != ".csv":
                 continue
-            rows = _csv_rows(f)
+            rows, problem = _csv_rows(f)
+            warn(problem)
             line = f"    {f.name}: {len(rows)} rows"
             if rows and "operation" in rows[0] and "duration_ms" in rows[0]:
                 ops: dict[str, list[float]] = {}

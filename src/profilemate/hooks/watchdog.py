@@ -10,7 +10,17 @@ Why this shape (the seed's issues 1-3):
 * Callbacks for a module that is already in ``sys.modules`` run at registration, so activating after
   vLLM was imported still patches it; ``importlib.reload`` goes through ``find_spec`` again, so the
   callbacks run again on the fresh module body.
-* Only names with a registered callback are intercepted: every other import costs one dict lookup.
+* Only names with a registered callback are intercepted: every other import costs one dict lookup
+  and one check that the watchdog is still first on ``sys.meta_path``.
+* Namespace packages (PEP 420: a folder without ``__init__.py``) come back from the path finder with
+  ``loader=None``; the watchdog gives such a spec the stdlib namespace loader (what the import
+  system would do itself in ``module_from_spec``) wrapped like any other, so their callbacks run too.
+* A finder inserted *ahead* of the watchdog after ``install()`` can resolve a watched module itself.
+  The watchdog takes first place back at the next lookup that reaches it (any import the other
+  finder passes on) and at every ``register()``; at that point every watched module that is
+  already imported but whose callbacks did not run on it (the other finder loaded it) gets them,
+  once. A finder ahead that resolves *every* import and nothing calls ``register()`` afterwards
+  is not noticed: nothing of the watchdog runs then.
 
 Locking: ``_lock`` guards registration only and is never held while calling a finder, a loader or a
 callback, so it cannot take part in a lock cycle with the interpreter's per-module import locks.
@@ -66,6 +76,20 @@ class _WatchdogLoader:
         self._pm_watchdog._module_executed(module)
 
 
+def _namespace_loader(spec):
+    """The stdlib loader of a namespace package spec, built as ``module_from_spec`` builds it
+    (``NamespaceLoader`` from 3.11, ``_NamespaceLoader`` before); None if this Python lacks it."""
+    bootstrap_external = sys.modules.get("_frozen_importlib_external")
+    cls = getattr(bootstrap_external, "NamespaceLoader", None) or getattr(
+        bootstrap_external, "_NamespaceLoader", None
+    )
+    if cls is None:
+        return None
+    loader = cls.__new__(cls)
+    loader._path = spec.submodule_search_locations
+    return loader
+
+
 class ModuleWatchdog:
     """First finder on ``sys.meta_path``; calls ``register``-ed callbacks after a module executes."""
 
@@ -78,6 +102,9 @@ class ModuleWatchdog:
         self._callbacks: dict[str, tuple[Callback, ...]] = {}
         self._local = _thread._local()
         self._failed: set[tuple[str, int]] = set()
+        # (module name, callback) -> id of the module object the callback last ran on: tells which
+        # watched modules a finder ahead of the watchdog loaded without the callbacks.
+        self._ran: dict[tuple[str, Callback], int] = {}
         # Set by the activation layer: report_error(message) logs with the traceback being handled.
         # The watchdog itself stays stdlib-only (scripts/check_layering.py).
         self.report_error: Callable[[str], None] | None = None
@@ -94,6 +121,27 @@ class ModuleWatchdog:
             if self in sys.meta_path:
                 sys.meta_path.remove(self)
             sys.meta_path.insert(0, self)
+
+    def _retake_first_place(self) -> None:
+        """Another finder was put ahead of the watchdog: move back to the front, then run the
+        callbacks of watched modules that were imported meanwhile without them."""
+        with self._lock:
+            if self not in sys.meta_path or sys.meta_path[0] is self:
+                return
+            # Remove, then insert at 0: an import iterating over sys.meta_path right now (this may
+            # run inside such a lookup) still visits every finder after our old place, once.
+            sys.meta_path.remove(self)
+            sys.meta_path.insert(0, self)
+        self._catch_up()
+
+    def _catch_up(self) -> None:
+        for name, callbacks in list(self._callbacks.items()):
+            module = sys.modules.get(name)
+            if module is None or not _fully_initialised(module):
+                continue
+            for callback in callbacks:
+                if self._ran.get((name, callback)) != id(module):
+                    self._run(callback, module)
 
     def uninstall(self) -> None:
         with self._lock:
@@ -122,6 +170,8 @@ class ModuleWatchdog:
             module = sys.modules.get(module_name)
             if module is not None and _fully_initialised(module):
                 self._run(callback, module)
+        if sys.meta_path and sys.meta_path[0] is not self:
+            self._retake_first_place()
 
     def unregister(self, module_name: str, callback: Callback) -> None:
         with self._lock:
@@ -135,12 +185,16 @@ class ModuleWatchdog:
             else:
                 new.pop(module_name, None)
             self._callbacks = new
+            self._ran = {k: v for k, v in self._ran.items() if k != (module_name, callback)}
 
     def watched(self) -> list[str]:
         return sorted(self._callbacks)
 
     # --- the finder protocol ------------------------------------------------------------------
     def find_spec(self, fullname: str, path=None, target=None):
+        meta_path = sys.meta_path
+        if meta_path and meta_path[0] is not self:  # a finder was inserted ahead of us
+            self._retake_first_place()
         if fullname not in self._callbacks:  # the fast path for every unrelated import
             return None
         busy = self._local.__dict__.setdefault("busy", set())
@@ -165,6 +219,8 @@ class ModuleWatchdog:
         if spec is None:
             return None
         loader = spec.loader
+        if loader is None and spec.submodule_search_locations is not None:
+            loader = _namespace_loader(spec)  # a namespace package: no loader of its own
         if loader is None or isinstance(loader, _WatchdogLoader):
             return spec
         if not hasattr(loader, "exec_module"):
@@ -179,6 +235,7 @@ class ModuleWatchdog:
             self._run(callback, module)
 
     def _run(self, callback: Callback, module: ModuleType) -> None:
+        self._ran[(module.__name__, callback)] = id(module)
         try:
             callback(module)
         except Exception:

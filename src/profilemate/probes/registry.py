@@ -149,14 +149,40 @@ def module_file_exists(name: str) -> bool | None:
         if paths is None:
             return False
         rest = parts[cut:]
+        suffixes = tuple(importlib.machinery.all_suffixes())
         for base in list(paths):
             stem = os.path.join(base, *rest)
-            if os.path.isdir(stem) or any(
-                os.path.exists(stem + sfx) for sfx in importlib.machinery.all_suffixes()
+            if any(os.path.isfile(stem + sfx) for sfx in suffixes) or _is_package_dir(
+                stem, suffixes
             ):
                 return True
         return False
     return None
+
+
+def _is_package_dir(path: str, suffixes: tuple[str, ...], depth: int = 3) -> bool:
+    """A regular package (``__init__`` with an import suffix) or a namespace package holding a
+    module somewhere below (up to ``depth`` folders down). A bare folder -- e.g. one an upgrade
+    left behind with only ``__pycache__`` in it -- is no evidence that a module is there."""
+    try:
+        entries = list(os.scandir(path))
+    except OSError:  # not a folder, or unreadable
+        return False
+    subdirs = []
+    for e in entries:
+        try:
+            if e.is_file():
+                if e.name.endswith(suffixes) and e.name.split(".", 1)[0].isidentifier():
+                    return True
+            elif e.is_dir() and e.name.isidentifier():  # __pycache__ is skipped below
+                subdirs.append(e.path)
+        except OSError:
+            continue
+    return depth > 0 and any(
+        _is_package_dir(d, suffixes, depth - 1)
+        for d in subdirs
+        if os.path.basename(d) != "__pycache__"
+    )
 
 
 class Registry:
