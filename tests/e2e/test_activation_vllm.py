@@ -17,6 +17,10 @@ pytestmark = pytest.mark.vllm
 INPUT_KEY = "vllm.v1.engine.input_processor:InputProcessor.process_inputs"
 SCHED_KEY = "vllm.v1.core.sched.scheduler:Scheduler.schedule"
 WORKER_KEY = "vllm.v1.worker.gpu_worker:Worker.execute_model"
+LIFECYCLE_KEYS = (
+    "vllm.v1.engine.core:EngineCore.shutdown",
+    "vllm.v1.executor.multiproc_executor:WorkerProc.shutdown",
+)
 NUM_PROMPTS, MAX_TOKENS = 32, 16
 
 
@@ -115,4 +119,9 @@ def test_probes_that_raise_change_nothing_in_generation(vllm_run):
         assert t["state"] == "applied"
         assert t["health"]["active"] is False and t["health"]["errors"] == 1
         assert "FaultInjected" in t["health"]["first_error"]
-    assert faulty.log.count("switched off for this process") == 2
+    # Each probe whose hooks ran says so once: cpu_ops' two, and the lifecycle probes that run as
+    # the EngineCore and the worker shut down (their final files are then written at exit).
+    hooked = (SCHED_KEY, WORKER_KEY, *LIFECYCLE_KEYS)
+    assert faulty.log.count("switched off for this process") == len(hooked)
+    for key in hooked:
+        assert faulty.log.count(f"probe {key} raised") == 1, key

@@ -1,6 +1,6 @@
 """Activation paths, each in a fresh interpreter, against a small fake ``vllm`` package.
 
-The fake package has vLLM 0.32.0's module and class names for the three cpu_ops targets and
+The fake package has vLLM 0.32.0's module and class names for the cpu_ops and lifecycle targets and
 mimics its process model: an API process, an ``EngineCore`` child and a ``VllmWorker-0``
 grandchild, started with spawn or fork, the SchedulerOutput travelling by pickle. The real vLLM
 run is in tests/e2e/test_activation_vllm.py.
@@ -49,6 +49,22 @@ FAKE_VLLM = {
         class Worker:
             def execute_model(self, scheduler_output):
                 return scheduler_output.total_num_scheduled_tokens * 10
+    """,
+    # The lifecycle probes' sites (never called here: these tests end their processes themselves).
+    "vllm/v1/utils.py": """
+        def shutdown(procs, timeout=None):
+            pass
+    """,
+    "vllm/v1/engine/core.py": """
+        class EngineCore:
+            def shutdown(self):
+                pass
+    """,
+    "vllm/v1/executor/__init__.py": "",
+    "vllm/v1/executor/multiproc_executor.py": """
+        class WorkerProc:
+            def shutdown(self):
+                pass
     """,
     # vLLM's process model in miniature: API -> EngineCore -> VllmWorker-0.
     "vllm/fake_engine.py": """
@@ -471,7 +487,7 @@ def test_debug_logging(fake_vllm, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "patched vllm.v1.core.sched.scheduler:Scheduler.schedule" in proc.stderr
     # The summary is taken at activation (`import vllm`), before any target module loaded.
-    assert "probes: 0 applied, 3 pending, 2 skipped, 0 failed (vLLM 0.32.0)" in proc.stderr
+    assert "probes: 0 applied, 6 pending, 2 skipped, 0 failed (vLLM 0.32.0)" in proc.stderr
 
 
 def test_fault_injection_run_gives_identical_results(fake_vllm, tmp_path):

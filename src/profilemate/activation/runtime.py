@@ -230,6 +230,15 @@ class Runtime:
                 self._core.flush()
 
     # --- exit ---------------------------------------------------------------------------------
+    def finish(self) -> None:
+        """Write the last rows, patch_status.json and the final summary.json now. Idempotent.
+
+        For a process vLLM is about to end (probes/categories/lifecycle.py): what the exit hooks
+        would do, done before vLLM's teardown, which may be cut short by a SIGKILL; the exit hooks
+        then have nothing left to do. Probes stay in place and forward without recording.
+        """
+        self._at_exit()
+
     def _register_exit(self) -> None:
         """Write the last rows at exit. Idempotent per process.
 
