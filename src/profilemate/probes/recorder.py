@@ -15,6 +15,11 @@ class CoreRecorder:
         self._tables: dict[str, int] = {}
         self._strings: dict[str, int] = {}
         self._lock = threading.Lock()
+        # For hooks that record more than their own row (the lifecycle probes do).
+        self.now_ns = core.now_ns
+        self.current_step = core.current_step
+        self.span = core.record_span
+        self.instant = core.record_instant
 
     def table(self, table) -> int:
         """The id of a ``spec.Table`` (defined in the core on first use)."""
