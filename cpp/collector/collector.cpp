@@ -53,6 +53,9 @@ SummaryFacts summary_facts(const Session& s, bool final) {
   c.version = version();
   c.recorded = s.recorded;
   c.dropped = s.dropped;
+  c.lost = lost_events() - s.lost_base;
+  c.signal_snapshots_missed =
+      g().signal_snapshots_missed.load(std::memory_order_relaxed) - s.snapshots_missed_base;
   c.written_rows = s.pipeline.written_rows();
   c.write_errors = s.write_errors;
   c.invalid_events =
@@ -86,6 +89,8 @@ void publish_stats(Session& s, std::uint64_t live_rings) {
   Stats& p = g().published;
   p.recorded = c.recorded;
   p.dropped = c.dropped;
+  p.lost = c.lost;
+  p.signal_snapshots_missed = c.signal_snapshots_missed;
   p.written_rows = c.written_rows;
   p.rings = live_rings;
   p.ring_capacity = static_cast<std::uint64_t>(s.options.ring_capacity);

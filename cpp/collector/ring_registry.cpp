@@ -22,6 +22,7 @@ namespace {
 // register or retire rings.
 constinit std::atomic<RingNode*> g_rings{nullptr};
 constinit std::atomic<std::int64_t> g_ring_capacity{kDefaultRingCapacity};
+constinit std::atomic<std::uint64_t> g_lost{0};
 
 constinit thread_local bool tls_exiting = false;
 
@@ -56,6 +57,10 @@ void push_ring(RingNode* r) noexcept {
 }
 
 }  // namespace
+
+void add_lost(std::uint64_t n) noexcept { g_lost.fetch_add(n, std::memory_order_relaxed); }
+
+std::uint64_t lost_events() noexcept { return g_lost.load(std::memory_order_relaxed); }
 
 void set_ring_capacity(std::int64_t capacity) noexcept {
   g_ring_capacity.store(capacity, std::memory_order_relaxed);

@@ -39,6 +39,11 @@ struct RingNode {
   bool named_in_trace = false;
 };
 
+// Events lost outside any ring (a thread that could not register one, an event that raced stop()):
+// a process-wide count that only grows; sessions report the difference since their start.
+void add_lost(std::uint64_t n) noexcept;
+std::uint64_t lost_events() noexcept;
+
 // Capacity of the rings threads register from now on (start() sets it before the new epoch).
 void set_ring_capacity(std::int64_t capacity) noexcept;
 

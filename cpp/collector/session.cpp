@@ -100,6 +100,8 @@ std::unique_ptr<Session> open_session(const StartOptions& o) {
     throw_os(e.err, e.path, "write");
   }
   s->invalid_table_base = detail::g_invalid_table.load(std::memory_order_relaxed);
+  s->lost_base = lost_events();
+  s->snapshots_missed_base = g().signal_snapshots_missed.load(std::memory_order_relaxed);
   // Rings surviving from an earlier session: drop stale contents, re-base counters.
   rebase_rings();
   return s;

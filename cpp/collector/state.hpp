@@ -46,6 +46,8 @@ struct Session {
   std::uint64_t write_errors = 0;
   std::uint64_t cycles = 0;
   std::uint64_t invalid_table_base = 0;
+  std::uint64_t lost_base = 0;              // lost_events() at start
+  std::uint64_t snapshots_missed_base = 0;  // Global::signal_snapshots_missed at start
 
   Session(StartOptions o, ProcessInfo info)
       : options(std::move(o)),
@@ -69,7 +71,8 @@ struct Global {
   std::atomic<std::uint64_t> cycle_end{0};
   std::atomic<bool> collector_live{false};
   std::atomic<int> signal_pending{0};
-  std::uint32_t last_epoch = 0;  // guarded by control
+  std::atomic<std::uint64_t> signal_snapshots_missed{0};  // bumped by the signal handler
+  std::uint32_t last_epoch = 0;                           // guarded by control
 };
 
 Global& g();

@@ -71,14 +71,20 @@ std::uint32_t define_table(std::string_view name,
 std::uint32_t intern(std::string_view s);
 
 struct Stats {
-  std::uint64_t recorded = 0;      // events accepted into rings this session
-  std::uint64_t dropped = 0;       // events refused by a full ring
+  std::uint64_t recorded = 0;  // events accepted into rings this session
+  std::uint64_t dropped = 0;   // events refused by a full ring
+  // Events recorded while the session was on but neither written nor refused by a full ring: the
+  // thread could not get a ring (it is exiting, out of memory) or the event raced stop().
+  std::uint64_t lost = 0;
   std::uint64_t written_rows = 0;  // CSV rows formatted and handed to write(2)
   std::uint64_t rings = 0;         // live per-thread rings
   std::uint64_t ring_capacity = 0;
   std::uint64_t write_errors = 0;
   std::uint64_t invalid_events = 0;  // recorded against an undefined table id
   std::uint64_t cycles = 0;          // collector drain cycles this session
+  // SIGTERM/SIGINT snapshots the handler could not wait for (2 s passed, or the signal arrived
+  // inside fork()); the handler then went on to the previous disposition.
+  std::uint64_t signal_snapshots_missed = 0;
   std::map<std::string, std::uint64_t> dropped_by_table;
 };
 // As of the last drain cycle; call flush() first for numbers that include every prior record.
