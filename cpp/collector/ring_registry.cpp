@@ -30,8 +30,11 @@ struct ThreadGuard {
   bool armed = false;
   ~ThreadGuard() {
     // The thread is exiting: its ring is handed to the collector, which drains what is left and
-    // frees it. Events recorded later during TLS teardown of this thread are ignored.
+    // frees it. Events recorded later during TLS teardown of this thread (another thread_local's
+    // destructor; the main thread inside exit()) take the slow path, since no session has epoch
+    // 0, and register_thread() drops and counts them as lost.
     tls_exiting = true;
+    detail::tls_epoch = 0;
     if (Ring* r = detail::tls_ring) {
       detail::tls_ring = nullptr;
       r->mark_orphaned();
@@ -98,7 +101,10 @@ void free_all_rings_after_fork() noexcept {
 
 namespace detail {
 Ring* register_thread(std::uint32_t epoch) noexcept {
-  if (collector::tls_exiting) return nullptr;
+  if (collector::tls_exiting) {
+    collector::add_lost(1);  // after this thread's exit guard ran: no ring any more
+    return nullptr;
+  }
   try {
     static thread_local collector::ThreadGuard guard;
     guard.armed = true;  // constructs the guard: its destructor retires the ring at thread exit
@@ -118,7 +124,9 @@ Ring* register_thread(std::uint32_t epoch) noexcept {
     tls_epoch = epoch;  // only now: the fast path relies on tls_ring != nullptr for this epoch
     return tls_ring;
   } catch (...) {
-    return nullptr;  // out of memory: this event is lost (the next one retries); host unaffected
+    // Out of memory: this event is lost and counted (the next one retries); host unaffected.
+    collector::add_lost(1);
+    return nullptr;
   }
 }
 }  // namespace detail

@@ -98,6 +98,10 @@ namespace detail {
 // after a write error). A thread whose tls_epoch differs from it takes the slow path once: it
 // retires its previous ring (only the owning thread ever retires its ring, so no ring is freed
 // under a producer) and registers a new one sized for this session.
+// Invariant of the fast path: tls_epoch equal to a live epoch means tls_ring is that session's
+// ring. Whatever clears tls_ring (the thread's exit guard, the fork child) also sets tls_epoch to
+// 0, which is never a live epoch, so a later record() goes to register_thread(), which refuses
+// and counts it (Stats::lost) instead of writing through a null ring.
 //
 // The thread-locals use the initial-exec TLS model so the Python extension (a dlopen'ed shared
 // object) reads them with %fs-relative loads instead of __tls_get_addr calls; 12 bytes, well
