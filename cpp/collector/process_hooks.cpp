@@ -69,6 +69,10 @@ void install_signal(int sig, struct sigaction& prev) {
   struct sigaction cur {};
   ::sigaction(sig, nullptr, &cur);
   if ((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == on_signal) return;  // already ours
+  // An ignored signal stays ignored: SIG_IGN is inherited across exec while a handler is reset to
+  // SIG_DFL, so installing ours would make every exec'd child die of the signal (e.g. nohup), and
+  // this process would see EINTR and a snapshot wait where it saw nothing before.
+  if (!(cur.sa_flags & SA_SIGINFO) && cur.sa_handler == SIG_IGN) return;
   struct sigaction sa {};
   sa.sa_sigaction = on_signal;
   // Keep the previous handler's restart/stack flags: Python installs SIGINT without SA_RESTART so
