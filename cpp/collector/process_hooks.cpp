@@ -26,20 +26,36 @@ bool hooks_installed = false;
 struct sigaction prev_term {};
 struct sigaction prev_int {};
 
+// Set while this thread is inside fork() (prepare handler to parent/child handler), where it holds
+// the collector's cycle lock: a signal handler running on it must not wait for a cycle.
+// initial-exec: read from a signal handler, so no __tls_get_addr (which may allocate).
+[[gnu::tls_model("initial-exec")]] constinit thread_local bool tls_in_fork = false;
+
+constexpr std::int64_t kSignalWaitNs = 2'000'000'000;
+
 void on_signal(int sig, siginfo_t* info, void* uctx) {
   const int saved_errno = errno;
-  if (g().collector_live.load(std::memory_order_acquire)) {
+  Global& gl = g();
+  if (gl.collector_live.load(std::memory_order_acquire)) {
     // Only async-signal-safe work: atomics, write(2) to the eventfd, clock_gettime, nanosleep.
     // Ask for a cycle that starts after this point (it also refreshes summary.json) and wait up to
-    // 2 s for it; the collector never runs this handler (its signals are blocked).
-    g().signal_pending.store(1, std::memory_order_release);
-    const std::uint64_t target = g().cycle_begin.load(std::memory_order_acquire) + 1;
-    wake_collector();
-    const std::int64_t deadline = now_ns() + 2'000'000'000;
-    while (g().cycle_end.load(std::memory_order_acquire) < target && now_ns() < deadline) {
-      const timespec ts{0, 1'000'000};
-      ::nanosleep(&ts, nullptr);
+    // 2 s until its rows and snapshot are written; the collector never runs this handler (its
+    // signals are blocked). The collector gets there without any lock this thread may hold (see
+    // run_cycle), except inside fork(): then it cannot, so do not wait. Either way a snapshot not
+    // waited for is counted (Stats::signal_snapshots_missed).
+    bool done = false;
+    if (!tls_in_fork) {
+      gl.signal_pending.store(1, std::memory_order_release);
+      const std::uint64_t target = gl.cycle_begin.load(std::memory_order_acquire) + 1;
+      wake_collector();
+      const std::int64_t deadline = now_ns() + kSignalWaitNs;
+      while (!(done = gl.cycle_written.load(std::memory_order_acquire) >= target) &&
+             gl.collector_live.load(std::memory_order_acquire) && now_ns() < deadline) {
+        const timespec ts{0, 1'000'000};
+        ::nanosleep(&ts, nullptr);
+      }
     }
+    if (!done) gl.signal_snapshots_missed.fetch_add(1, std::memory_order_relaxed);
   }
   errno = saved_errno;
   // Chain to what was installed before us, keeping its behaviour.
@@ -89,6 +105,7 @@ void install_signal(int sig, struct sigaction& prev) {
 // Takes the first five locks of the lock order (state.hpp), in that order.
 void atfork_prepare() {
   Global& gl = g();
+  tls_in_fork = true;
   gl.control.lock();
   if (gl.session != nullptr) gl.session->cycle_mu.lock();  // collector is between cycles
   TableRegistry::global().mutex().lock();
@@ -98,6 +115,7 @@ void atfork_prepare() {
 
 void atfork_parent() {
   Global& gl = g();
+  tls_in_fork = false;
   gl.stats_mu.unlock();
   Interner::global().mutex().unlock();
   TableRegistry::global().mutex().unlock();
@@ -109,6 +127,7 @@ void atfork_child() {
   // Only this thread exists now. Everything inherited that belongs to the parent's session (its
   // rings, buffered rows, open files) is the parent's: discard it without writing.
   Global& gl = g();
+  tls_in_fork = false;
   gl.stats_mu.unlock();
   Interner::global().mutex().unlock();
   TableRegistry::global().mutex().unlock();

@@ -166,7 +166,7 @@ void flush() noexcept {
   const std::uint64_t target = gl.cycle_begin.load(std::memory_order_acquire) + 1;
   collector::wake_collector();
   std::unique_lock<std::mutex> wait(s->wait_mu);
-  s->wait_cv.wait_for(wait, std::chrono::seconds(30),
+  s->wait_cv.wait_for(wait, std::chrono::milliseconds(gl.flush_timeout_ms.load()),
                       [&] { return gl.cycle_end.load(std::memory_order_acquire) >= target; });
 }
 

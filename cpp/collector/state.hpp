@@ -67,12 +67,15 @@ struct Global {
   // in a forked child) so the signal handler never writes to a descriptor that was closed and
   // reused. Its counters let the signal handler wait for a complete cycle without locks.
   int wake_fd = -1;
-  std::atomic<std::uint64_t> cycle_begin{0};
-  std::atomic<std::uint64_t> cycle_end{0};
+  std::atomic<std::uint64_t> cycle_begin{0};    // cycles begun
+  std::atomic<std::uint64_t> cycle_written{0};  // last cycle whose rows and snapshot are written
+  std::atomic<std::uint64_t> cycle_end{0};      // last cycle whose stats are published
   std::atomic<bool> collector_live{false};
   std::atomic<int> signal_pending{0};
   std::atomic<std::uint64_t> signal_snapshots_missed{0};  // bumped by the signal handler
   std::uint32_t last_epoch = 0;                           // guarded by control
+  // How long flush() waits for the collector before it gives up (tests shorten it).
+  std::atomic<std::int64_t> flush_timeout_ms{10'000};
 };
 
 Global& g();
