@@ -169,14 +169,14 @@ CycleResult run_cycle(Session& s, bool final) {
   {
     // Taken (when free) so a flush() between its check and its wait cannot miss this notify; a
     // waiter that does miss it re-checks within its wait slice (session.cpp).
-    std::unique_lock<std::mutex> lock(s.wait_mu, std::defer_lock);
+    std::unique_lock<std::mutex> lock(g().wait_mu, std::defer_lock);
     if (final) {
       lock.lock();
     } else {
       (void)lock.try_lock();
     }
   }
-  s.wait_cv.notify_all();
+  g().wait_cv.notify_all();
   return result;
 }
 
@@ -221,10 +221,37 @@ void wake_collector() noexcept {
   [[maybe_unused]] ssize_t n = ::write(g().wake_fd, &one, sizeof one);
 }
 
+namespace {
+// Events published after the collector last accounted a ring (a producer that read the epoch before
+// stop() and wrote after the final drain, or registered a ring just then): never written, so
+// dropped here and counted as lost.
+std::uint64_t discard_late(RingNode& node) noexcept {
+  Ring& r = node.ring;
+  const std::uint64_t pushed = r.pushed();
+  const std::uint64_t late = pushed - node.seen_pushed;
+  r.discard();
+  node.seen_pushed = pushed;
+  if (late != 0) add_lost(late);
+  return late;
+}
+}  // namespace
+
+void sweep_after_final_cycle(Session& s) {
+  std::uint64_t late = 0;
+  std::uint64_t live = 0;
+  for (RingNode* node = first_ring(); node != nullptr; node = node->next) {
+    late += discard_late(*node);
+    ++live;
+  }
+  if (late == 0) return;
+  write_summary(s, true);
+  publish_stats(s, live, true);
+}
+
 void rebase_rings() noexcept {
   for (RingNode* node = first_ring(); node != nullptr; node = node->next) {
     Ring& r = node->ring;
-    r.discard();
+    discard_late(*node);
     node->seen_pushed = r.pushed();
     node->seen_dropped = r.dropped();
     for (std::uint32_t t = 0; t < kMaxTables; ++t)

@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <new>
 #include <string_view>
 
 #include "collector/collector.hpp"
@@ -131,6 +132,11 @@ void atfork_child() {
   gl.stats_mu.unlock();
   Interner::global().mutex().unlock();
   TableRegistry::global().mutex().unlock();
+  // A parent thread may have been inside flush() (which waits without the control lock): start
+  // this child with a free wait mutex and a condition variable without waiters. Placement new:
+  // no allocation, and the inherited ones are never destroyed (their owners do not exist here).
+  new (&gl.wait_mu) std::mutex();
+  new (&gl.wait_cv) std::condition_variable();
 
   detail::g_epoch.store(0, std::memory_order_relaxed);
   gl.collector_live.store(false, std::memory_order_relaxed);

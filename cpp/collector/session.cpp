@@ -153,21 +153,38 @@ void stop() noexcept {
   collector::wake_collector();
   s->thread->join();  // its last cycle drains every ring, closes the trace, writes summary.json
   gl.collector_live.store(false, std::memory_order_release);
+  collector::sweep_after_final_cycle(*s);
   gl.session = nullptr;
   delete s;
 }
 
 void flush() noexcept {
   Global& gl = g();
-  std::lock_guard<std::mutex> lock(gl.control);
-  Session* s = gl.session;
-  if (s == nullptr) return;
-  // A cycle that begins after this point drains everything recorded before it.
-  const std::uint64_t target = gl.cycle_begin.load(std::memory_order_acquire) + 1;
-  collector::wake_collector();
-  std::unique_lock<std::mutex> wait(s->wait_mu);
-  s->wait_cv.wait_for(wait, std::chrono::milliseconds(gl.flush_timeout_ms.load()),
-                      [&] { return gl.cycle_end.load(std::memory_order_acquire) >= target; });
+  std::uint64_t target;
+  {
+    std::lock_guard<std::mutex> lock(gl.control);
+    if (gl.session == nullptr) return;
+    // A cycle that begins after this point drains everything recorded before it (also the final
+    // cycle of a stop() that comes first: cycle numbers are process-wide).
+    target = gl.cycle_begin.load(std::memory_order_acquire) + 1;
+    collector::wake_collector();
+  }
+  // Waits without the control lock, so a slow collector holds up neither fork() nor start()/stop().
+  // In slices: the collector only tries wait_mu, so a notify may be missed, never for long.
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(gl.flush_timeout_ms.load());
+  std::unique_lock<std::mutex> wait(gl.wait_mu);
+  while (gl.cycle_end.load(std::memory_order_acquire) < target) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      static std::atomic<bool> warned{false};
+      if (!warned.exchange(true)) {
+        warn_line("flush() timed out after " + std::to_string(gl.flush_timeout_ms.load()) +
+                  " ms waiting for the collector; rows recorded before it may not be written yet");
+      }
+      return;
+    }
+    gl.wait_cv.wait_for(wait, std::chrono::milliseconds(20));
+  }
 }
 
 bool enabled() noexcept { return recording(); }

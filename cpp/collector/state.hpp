@@ -6,11 +6,14 @@
 //
 // Lock order (a thread holding one may take only those to its right):
 //   Global::control -> Session::cycle_mu -> TableRegistry::mu -> Interner::mu -> Global::stats_mu
-//   -> Session::wait_mu
+//   -> Global::wait_mu
 // The fork prepare handler takes the first five in this order, so fork() cannot split a critical
-// section and the child starts with every lock free. Producers (record_*) take no lock at all; the
-// collector takes only cycle_mu, stats_mu and wait_mu and reads tables and interned strings
-// lock-free, so it never waits on a recording thread. The signal handler takes no lock.
+// section and the child starts with every lock free (wait_mu and wait_cv, which a flush() waiter
+// may hold across fork, are re-initialised in the child). Producers (record_*) take no lock at
+// all; the collector takes cycle_mu, only *tries* stats_mu and wait_mu between cycles (it waits for
+// them only in a session's final cycle), and reads tables and interned strings lock-free, so it
+// never waits on a recording thread nor on a thread a signal interrupted. The signal handler takes
+// no lock. flush() waits for the collector without holding the control lock.
 #pragma once
 
 #include <signal.h>
@@ -34,9 +37,7 @@ struct Session {
   Pipeline pipeline;
   std::unique_ptr<std::thread> thread;
   std::atomic<bool> stop_requested{false};
-  std::mutex cycle_mu;  // held for the duration of one drain cycle
-  std::mutex wait_mu;   // flush() waiters
-  std::condition_variable wait_cv;
+  std::mutex cycle_mu;              // held for the duration of one drain cycle
   std::int64_t clock_monotonic_ns;  // a (monotonic, realtime) pair read together at start
   std::int64_t clock_realtime_ns;
   // Collector-private counters.
@@ -63,6 +64,10 @@ struct Global {
   Session* session = nullptr;
   std::mutex stats_mu;
   Stats published;
+  // flush() waiters. Here, not in Session: flush() waits without the control lock, so the session
+  // may be stopped and freed meanwhile.
+  std::mutex wait_mu;
+  std::condition_variable wait_cv;
   // Wakes the collector. One eventfd for the life of the process (re-created in place with dup3
   // in a forked child) so the signal handler never writes to a descriptor that was closed and
   // reused. Its counters let the signal handler wait for a complete cycle without locks.
