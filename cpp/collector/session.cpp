@@ -77,16 +77,25 @@ std::string make_process_dir(const StartOptions& o, std::int32_t pid) {
 std::unique_ptr<Session> open_session(const StartOptions& o) {
   const std::int32_t pid = static_cast<std::int32_t>(::getpid());
   const std::string dir = make_process_dir(o, pid);
-  if (int err = make_dirs(dir)) throw_os(err, dir, "create the output folder");
+  // The session folder and its missing parents (0700), then the process folder itself: created
+  // 0700 by us, or an existing real folder of ours; never a symbolic link or another user's.
+  if (int err = make_dirs(o.session_dir)) throw_os(err, dir, "create the output folder");
+  std::string why;
+  if (int err = make_private_dir(dir, &why)) {
+    if (why.empty()) throw_os(err, dir, "create the output folder");
+    throw OsError(err, dir, "profilemate: refusing the output folder " + dir + ": " + why);
+  }
   {
-    // Tables' CSV files are created lazily; prove now that files can be created here.
-    const std::string probe = dir + "/.profilemate-write-test";
+    // Tables' CSV files are created lazily; prove now that files can be created here. A new file
+    // under an unpredictable name (O_EXCL), so nothing planted at a known name is written to.
     FileWriter w;
-    if (int err = w.open(probe)) throw_os(err, dir, "write to the output folder");
+    if (int err = w.open_temp(dir + "/.profilemate-write-test-XXXXXX")) {
+      throw_os(err, dir, "write to the output folder");
+    }
     w.buf().append("ok\n");
     const int err = w.write_pending();
     w.close_fd();
-    ::unlink(probe.c_str());
+    ::unlink(w.path().c_str());
     if (err != 0) throw_os(err, dir, "write to the output folder");
   }
   ProcessInfo info;
