@@ -126,7 +126,11 @@ void atfork_parent() {
 
 void atfork_child() {
   // Only this thread exists now. Everything inherited that belongs to the parent's session (its
-  // rings, buffered rows, open files) is the parent's: discard it without writing.
+  // rings, buffered rows, open files) is the parent's. This handler only resets state: no
+  // allocation, no files, no thread (the child may be about to exec, e.g. subprocess's preexec_fn,
+  // pty.fork, posix_spawn emulations). The child's own session is created on its first event
+  // (start_forked_child()) or by relabel(); until then enabled() is true and nothing exists on
+  // disk. See state.hpp (Global::inherited).
   Global& gl = g();
   tls_in_fork = false;
   gl.stats_mu.unlock();
@@ -141,39 +145,21 @@ void atfork_child() {
   detail::g_epoch.store(0, std::memory_order_relaxed);
   gl.collector_live.store(false, std::memory_order_relaxed);
   gl.signal_pending.store(0, std::memory_order_relaxed);
-  // A fresh eventfd under the same number: the inherited one is shared with the parent.
-  const int fresh = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (fresh >= 0) {
-    ::dup3(fresh, gl.wake_fd, O_CLOEXEC);
-    ::close(fresh);
-  }
-  // The other threads' rings have no threads any more; free all of them, this thread's too.
-  free_all_rings_after_fork();
-  {
-    std::lock_guard<std::mutex> lock(gl.stats_mu);
-    gl.published = Stats{};
-  }
+  if (gl.wake_fd >= 0) gl.wake_fd_shared = true;  // replaced before this child's collector runs
+  // The other threads' rings have no threads any more: set aside, freed when the child starts or
+  // stops its session (or never, if it execs).
+  detach_rings_after_fork();
 
-  Session* old = gl.session;
-  gl.session = nullptr;
-  if (old != nullptr) {
+  if (Session* old = gl.session) {
     old->cycle_mu.unlock();
-    old->pipeline.abandon();
-    // The collector thread does not exist here; leak its std::thread handle (destroying or
-    // joining a handle of a thread from the parent is undefined).
-    (void)old->thread.release();
-    StartOptions o = old->options;
-    delete old;
-    try {
-      auto s = open_session(o);
-      spawn_collector(*s);
-      gl.session = s.release();
-      detail::g_epoch.store(next_epoch(), std::memory_order_release);
-    } catch (const std::exception& e) {
-      std::string_view why = e.what();
-      if (why.starts_with("profilemate: ")) why.remove_prefix(13);  // the line has our prefix
-      warn_line("this forked child does not record: " + std::string(why));
-    }
+    gl.session = nullptr;
+    gl.inherited = old;
+    gl.child_pending.store(true, std::memory_order_relaxed);
+  }
+  if (gl.child_pending.load(std::memory_order_relaxed)) {
+    // The epoch the child's session will record under: every thread's first event takes the slow
+    // path (no thread has it as tls_epoch), which starts the session.
+    detail::g_epoch.store(next_epoch(), std::memory_order_release);
   }
   gl.control.unlock();
 }

@@ -6,6 +6,7 @@
 
 #include <atomic>
 
+#include "collector/state.hpp"
 #include "profilemate/engine.hpp"
 
 namespace profilemate {
@@ -23,6 +24,9 @@ namespace {
 constinit std::atomic<RingNode*> g_rings{nullptr};
 constinit std::atomic<std::int64_t> g_ring_capacity{kDefaultRingCapacity};
 constinit std::atomic<std::uint64_t> g_lost{0};
+// Rings inherited through fork(), set aside by the child handler until it is safe to free them.
+// Only touched with the control lock held, or in the fork child handler (one thread).
+constinit RingNode* g_detached = nullptr;
 
 constinit thread_local bool tls_exiting = false;
 
@@ -87,15 +91,28 @@ void unlink_ring(RingNode* r, RingNode* prev) noexcept {
   }
 }
 
-void free_all_rings_after_fork() noexcept {
-  for (RingNode* r = g_rings.exchange(nullptr, std::memory_order_acq_rel); r != nullptr;) {
-    RingNode* next = r->next;
-    delete r;
-    r = next;
+void detach_rings_after_fork() noexcept {
+  RingNode* list = g_rings.exchange(nullptr, std::memory_order_acq_rel);
+  if (list != nullptr) {
+    RingNode* tail = list;
+    while (tail->next != nullptr) tail = tail->next;
+    tail->next = g_detached;  // a fork of a child that had not freed its own yet
+    g_detached = list;
   }
   detail::tls_ring = nullptr;
   detail::tls_epoch = 0;
 }
+
+void free_detached_rings() noexcept {
+  for (RingNode* r = g_detached; r != nullptr;) {
+    RingNode* next = r->next;
+    delete r;
+    r = next;
+  }
+  g_detached = nullptr;
+}
+
+std::int64_t ring_capacity() noexcept { return g_ring_capacity.load(std::memory_order_relaxed); }
 
 }  // namespace collector
 
@@ -104,6 +121,11 @@ Ring* register_thread(std::uint32_t epoch) noexcept {
   if (collector::tls_exiting) {
     collector::add_lost(1);  // after this thread's exit guard ran: no ring any more
     return nullptr;
+  }
+  if (collector::g().child_pending.load(std::memory_order_acquire)) [[unlikely]] {
+    // A forked child's first event: its folder, files and collector are made now.
+    epoch = collector::start_forked_child();
+    if (epoch == 0) return nullptr;
   }
   try {
     static thread_local collector::ThreadGuard guard;

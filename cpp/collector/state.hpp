@@ -60,8 +60,16 @@ struct Session {
 // Process-wide state. Leaked on purpose: atexit handlers, signal handlers and threads that outlive
 // static destruction may still touch it.
 struct Global {
-  std::mutex control;  // serialises start/stop/flush/fork; guards `session`
+  std::mutex control;  // serialises start/stop/flush/fork; guards `session`, `inherited`
   Session* session = nullptr;
+  // A forked child of a recording process starts with the parent's session here, untouched: the
+  // fork handler only resets state (no allocation, no files, no thread), so a child that execs or
+  // _exits right away leaves nothing behind. The child's own folder, files and collector are made
+  // on its first event (start_forked_child(), from register_thread()) or by relabel(); stop() just
+  // forgets it. While child_pending, g_epoch holds the epoch the child's session will have.
+  Session* inherited = nullptr;
+  std::atomic<bool> child_pending{false};
+  bool wake_fd_shared = false;  // wake_fd is the parent's eventfd (fork): replace before use
   std::mutex stats_mu;
   Stats published;
   // flush() waiters. Here, not in Session: flush() waits without the control lock, so the session
@@ -87,6 +95,11 @@ Global& g();
 
 // A new session epoch (never 0, which means "off"). Caller holds g().control.
 std::uint32_t next_epoch() noexcept;
+
+// A forked child's first event (register_thread(), with no lock held): starts the inherited session
+// in <session_dir>/<label>-<childpid>/ unless another thread already did. Returns the epoch to
+// register under, or 0 if the child does not record (it could not start; one warning).
+std::uint32_t start_forked_child() noexcept;
 
 // Creates the process dir, checks it is writable, opens the files that exist from the start and
 // re-bases surviving rings on the new session. Throws OsError. Caller holds g().control.

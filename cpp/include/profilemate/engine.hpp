@@ -54,11 +54,20 @@ inline constexpr std::int64_t kMaxRingCapacity = std::int64_t{1} << 24;
 inline constexpr std::int64_t kMaxFlushIntervalMs = 1000;
 
 // Starts the session: creates <session_dir>/<label>-<pid>/, the collector thread, the signal,
-// fork and exit hooks. Returns the process dir. Throws std::invalid_argument (bad option),
-// OsError (directory not creatable/writable; recording stays off), std::runtime_error (already
-// running).
+// fork and exit hooks. Returns the process dir. A fork() child inherits the session without
+// anything on disk: its own <label>-<childpid>/ and collector are created on its first event
+// (or by relabel()), so a child that only execs leaves nothing behind. Throws std::invalid_argument
+// (bad option), OsError (directory not creatable/writable; recording stays off), std::runtime_error
+// (already running).
 std::string start(const StartOptions& options);
-// Drains every ring, writes the remaining rows, summary.json and closes the trace. Idempotent.
+// Moves this process's session to `label` (a forked child taking on its own role): in a forked
+// child that has not recorded yet, creates <session_dir>/<label>-<pid>/ and starts recording there
+// now; if the session already writes under another label, stops it (its folder keeps what it wrote)
+// and starts one under `label` with the same options; the same label: nothing. Returns the process
+// dir. Throws like start(), and std::runtime_error when the core is not started.
+std::string relabel(std::string_view label);
+// Drains every ring, writes the remaining rows, summary.json and closes the trace. Idempotent. In a
+// forked child that has not recorded yet, creates nothing.
 void stop() noexcept;
 // Returns once everything recorded before the call has been handed to the kernel.
 void flush() noexcept;
