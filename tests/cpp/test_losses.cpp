@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -43,6 +44,43 @@ TEST(Hardening, EventThatRacedStopIsCountedAsLost) {
             std::string::npos);
 }
 
+namespace {
+
+// Holds the stats lock on a thread of its own (as a stats() caller would) until release(): the
+// collector cannot publish a cycle meanwhile, so flush() cannot complete.
+class StatsLockHolder {
+ public:
+  StatsLockHolder() : thread_([this] { run(); }) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [this] { return held_; });
+  }
+  ~StatsLockHolder() { release(); }
+  void release() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      release_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  void run() {
+    std::lock_guard<std::mutex> stats(pm::collector::g().stats_mu);
+    std::unique_lock<std::mutex> lock(mu_);
+    held_ = true;
+    cv_.notify_all();
+    cv_.wait(lock, [this] { return release_; });
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool held_ = false;
+  bool release_ = false;
+  std::thread thread_;
+};
+
+}  // namespace
+
 TEST(Hardening, TimedOutFlushWarnsOnce) {
   pmtest::TempDir tmp;
   auto& gl = pm::collector::g();
@@ -52,8 +90,7 @@ TEST(Hardening, TimedOutFlushWarnsOnce) {
   pm::record_instant(hardening_table(), 1, pm::now_ns());
   testing::internal::CaptureStderr();
   {
-    // The collector cannot publish a cycle while stats are locked: flush() cannot complete.
-    std::lock_guard<std::mutex> hold(gl.stats_mu);
+    StatsLockHolder hold;
     pm::flush();
     pm::flush();
   }
@@ -67,20 +104,15 @@ TEST(Hardening, TimedOutFlushWarnsOnce) {
 
 TEST(Hardening, FlushDoesNotHoldTheControlLockWhileWaiting) {
   pmtest::TempDir tmp;
-  auto& gl = pm::collector::g();
   const std::string dir = pm::start(hardening_options(tmp.path(), "ctl"));
   pm::record_instant(hardening_table(), 1, pm::now_ns());
-  std::unique_lock<std::mutex> hold(gl.stats_mu);  // stalls flush() for 2 s
+  StatsLockHolder hold;  // stalls flush() until released
   std::thread flusher([] { pm::flush(); });
-  std::thread releaser([&] {
-    std::this_thread::sleep_for(std::chrono::seconds(2));
-    hold.unlock();
-  });
   std::this_thread::sleep_for(std::chrono::milliseconds(100));  // flush() is waiting now
   const std::int64_t t0 = pm::now_ns();
   const std::string seen = pm::process_dir();  // takes the control lock (as fork() does)
   const std::int64_t took_ms = (pm::now_ns() - t0) / 1'000'000;
-  releaser.join();
+  hold.release();
   flusher.join();
   pm::stop();
   EXPECT_EQ(seen, dir);
