@@ -201,13 +201,18 @@ StartOptions release_inherited() noexcept {
   return o;
 }
 
-// Forked child: starts the inherited session as this process's (under `label` if not empty).
+// Forked child: starts the inherited session as this process's (under `label` if not empty). A bad
+// label changes nothing; any other failure leaves this child not recording.
 std::string start_child_locked(std::string_view label) {
+  if (!label.empty()) {
+    StartOptions check = g().inherited->options;
+    check.label = std::string(label);
+    validate(check);
+  }
   StartOptions o = release_inherited();
   if (!label.empty()) o.label = std::string(label);
   const std::uint32_t epoch = detail::g_epoch.load(std::memory_order_relaxed);
   try {
-    validate(o);
     return start_locked(o, epoch != 0 ? epoch : next_epoch());
   } catch (...) {
     detail::g_epoch.store(0, std::memory_order_release);

@@ -135,8 +135,14 @@ def test_relabel_in_a_fork_child_creates_its_folder_under_the_new_label_now(tmp_
         t = _core.define_table("role_rows", [("i", "a0")])
         pid = os.fork()
         if pid == 0:
+            try:
+                _core.relabel("bad/label")
+                ok = False
+            except ValueError:
+                ok = _core.enabled()  # a bad label changes nothing: still pending
+            ok = ok and sorted(os.listdir(OUT)) == [f"engine-{os.getppid()}"]
             d = _core.relabel("worker-0")
-            ok = os.path.isdir(d) and d.endswith(f"/worker-0-{os.getpid()}")
+            ok = ok and os.path.isdir(d) and d.endswith(f"/worker-0-{os.getpid()}")
             ok = ok and _core.relabel("worker-0") == d  # the same label: nothing to do
             for i in range(50):
                 _core.record_instant(t, 1, _core.now_ns(), a0=i)
