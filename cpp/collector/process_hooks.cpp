@@ -64,7 +64,7 @@ void on_signal(int sig, siginfo_t* info, void* uctx) {
   if (prev.sa_flags & SA_SIGINFO) {
     if (prev.sa_sigaction != nullptr) prev.sa_sigaction(sig, info, uctx);
   } else if (prev.sa_handler == SIG_IGN) {
-    // ignored before us: stay ignored
+    // ignored before us: stay ignored (not reached: install_signal() leaves SIG_IGN alone)
   } else if (prev.sa_handler == SIG_DFL) {
     // Default action (terminate): restore it and re-deliver, so the exit status says "killed by
     // SIGTERM/SIGINT" as it would without us.
