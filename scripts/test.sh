@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything (idempotent) and run every test: the C++ unit tests (GoogleTest via ctest),
-# then the Python unit tests and the end-to-end tests on real vLLM (pytest). Exits non-zero on any
-# failure, including a failed setup. Extra arguments go to pytest (e.g. -k preempt, -m "not vllm").
+# the same under AddressSanitizer and ThreadSanitizer, then the Python unit tests and the
+# end-to-end tests on real vLLM (pytest). Exits non-zero on any failure, including a failed setup.
+# Extra arguments go to pytest (e.g. -k preempt, -m "not vllm").
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${PROFILEMATE_VENV:-$ROOT/.venv}"
@@ -43,6 +44,20 @@ BUILD="$ROOT/build/cpp-tests"
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPROFILEMATE_BUILD_TESTS=ON -DPROFILEMATE_BUILD_PYTHON=OFF >/dev/null
 "$VENV/bin/cmake" --build "$BUILD" -j2
 "$VENV/bin/ctest" --test-dir "$BUILD" --output-on-failure --timeout 300
+
+echo "== C++ unit tests under AddressSanitizer (+LeakSanitizer) and ThreadSanitizer =="
+# Separate build folders, kept between runs (incremental). Any sanitizer report fails the test it
+# happens in, death-test children included (halt_on_error).
+for san in address thread; do
+  SBUILD="$ROOT/build/cpp-$([[ $san == address ]] && echo asan || echo tsan)"
+  "$VENV/bin/cmake" -S "$ROOT" -B "$SBUILD" -G Ninja -DCMAKE_MAKE_PROGRAM="$VENV/bin/ninja" \
+    -DCMAKE_BUILD_TYPE=Debug -DPROFILEMATE_BUILD_TESTS=ON -DPROFILEMATE_BUILD_PYTHON=OFF \
+    -DPROFILEMATE_SANITIZE="$san" >/dev/null
+  "$VENV/bin/cmake" --build "$SBUILD" -j2
+  ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:${ASAN_OPTIONS:-}" \
+    TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 ${TSAN_OPTIONS:-}" \
+    "$VENV/bin/ctest" --test-dir "$SBUILD" --output-on-failure --timeout 300
+done
 
 echo "== import watchdog, registry, probe framework and the C++ wrapper on Python ${OTHER_PYTHONS[*]} =="
 # These tests need no vLLM: each interpreter gets a small venv with the pinned build tools and this

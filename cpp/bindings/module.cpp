@@ -40,6 +40,10 @@ NB_MODULE(_core, m) {
   m.attr("FLUSH_INTERVAL_MS_MIN") = pm::kMinFlushIntervalMs;
   m.attr("FLUSH_INTERVAL_MS_MAX") = pm::kMaxFlushIntervalMs;
   m.attr("TRACE_DEFAULT") = pm::kDefaultTrace;
+  m.def("relabel", &pm::relabel, "label"_a, nb::call_guard<nb::gil_scoped_release>(),
+        "Move this process's session to <session_dir>/<label>-<pid>/ (a forked child's own role): "
+        "created now; a session already writing under another label is stopped first. Returns the "
+        "process dir.");
   m.def("stop", &pm::stop, nb::call_guard<nb::gil_scoped_release>(),
         "Drain, write the remaining rows and summary.json, close the trace. Idempotent.");
   m.def("flush", &pm::flush, nb::call_guard<nb::gil_scoped_release>(),

@@ -53,6 +53,9 @@ SummaryFacts summary_facts(const Session& s, bool final) {
   c.version = version();
   c.recorded = s.recorded;
   c.dropped = s.dropped;
+  c.lost = lost_events() - s.lost_base;
+  c.signal_snapshots_missed =
+      g().signal_snapshots_missed.load(std::memory_order_relaxed) - s.snapshots_missed_base;
   c.written_rows = s.pipeline.written_rows();
   c.write_errors = s.write_errors;
   c.invalid_events =
@@ -80,12 +83,22 @@ void write_summary(Session& s, bool final) {
   if (int err = write_file_atomic(path, text)) report_write_error(s, path, err);
 }
 
-void publish_stats(Session& s, std::uint64_t live_rings) {
+// Publishes this cycle's counters for stats(). Between cycles (final == false) it never waits for
+// stats_mu: the thread holding it may be the one a SIGTERM/SIGINT interrupted, whose handler is
+// waiting for this collector. Returns false when it skipped (the next cycle, soon, publishes).
+bool publish_stats(Session& s, std::uint64_t live_rings, bool final) {
   const SummaryFacts c = summary_facts(s, false);
-  std::lock_guard<std::mutex> lock(g().stats_mu);
+  std::unique_lock<std::mutex> lock(g().stats_mu, std::defer_lock);
+  if (final) {
+    lock.lock();
+  } else if (!lock.try_lock()) {
+    return false;
+  }
   Stats& p = g().published;
   p.recorded = c.recorded;
   p.dropped = c.dropped;
+  p.lost = c.lost;
+  p.signal_snapshots_missed = c.signal_snapshots_missed;
   p.written_rows = c.written_rows;
   p.rings = live_rings;
   p.ring_capacity = static_cast<std::uint64_t>(s.options.ring_capacity);
@@ -93,11 +106,22 @@ void publish_stats(Session& s, std::uint64_t live_rings) {
   p.invalid_events = c.invalid_events;
   p.cycles = s.cycles;
   p.dropped_by_table = c.dropped_by_table;
+  return true;
 }
 
-// One drain cycle. Returns the largest number of events taken from one ring (the collector
+struct CycleResult {
+  std::uint64_t busiest = 0;  // the most events taken from one ring
+  bool published = true;      // stats() and flush() waiters saw this cycle
+};
+
+// One drain cycle. Reports the largest number of events taken from one ring (the collector
 // shortens its sleep when rings fill fast, so bursts do not overflow them).
-std::uint64_t run_cycle(Session& s, bool final) {
+//
+// The signal handler waits for cycle_written, which this cycle reaches without taking any lock an
+// interrupted thread could hold (only cycle_mu, which only the fork prepare handler takes besides
+// the collector; the handler does not wait inside fork). stats_mu and wait_mu come after it and
+// are only tried between cycles.
+CycleResult run_cycle(Session& s, bool final) {
   std::lock_guard<std::mutex> cycle(s.cycle_mu);
   const std::uint64_t n = g().cycle_begin.fetch_add(1, std::memory_order_acq_rel) + 1;
   std::uint64_t busiest = 0;
@@ -136,11 +160,24 @@ std::uint64_t run_cycle(Session& s, bool final) {
     write_summary(s, false);  // the process may be about to die: leave a digest behind
   }
   ++s.cycles;
-  publish_stats(s, live);
+  g().cycle_written.store(n, std::memory_order_release);
+  CycleResult result;
+  result.busiest = busiest;
+  result.published = publish_stats(s, live, final);
+  if (!result.published) return result;
   g().cycle_end.store(n, std::memory_order_release);
-  { std::lock_guard<std::mutex> lock(s.wait_mu); }
-  s.wait_cv.notify_all();
-  return busiest;
+  {
+    // Taken (when free) so a flush() between its check and its wait cannot miss this notify; a
+    // waiter that does miss it re-checks within its wait slice (session.cpp).
+    std::unique_lock<std::mutex> lock(g().wait_mu, std::defer_lock);
+    if (final) {
+      lock.lock();
+    } else {
+      (void)lock.try_lock();
+    }
+  }
+  g().wait_cv.notify_all();
+  return result;
 }
 
 void collector_main(Session* s) {
@@ -159,14 +196,20 @@ void collector_main(Session* s) {
     }
     const bool stopping = s->stop_requested.load(std::memory_order_acquire);
     const std::int64_t cycle_ns = now_ns();
-    const std::uint64_t busiest = run_cycle(*s, stopping);
-    if (stopping) return;
+    const CycleResult cycle = run_cycle(*s, stopping);
+    if (stopping) {
+      // No cycle will follow: a signal handler waiting for one must not wait any longer.
+      g().collector_live.store(false, std::memory_order_release);
+      return;
+    }
+    const std::uint64_t busiest = cycle.busiest;
     const double elapsed_ms =
         static_cast<double>(std::max<std::int64_t>(cycle_ns - last_cycle_ns, 1)) / 1e6;
     last_cycle_ns = cycle_ns;
     const double per_ms = static_cast<double>(busiest) / elapsed_ms;
     const double until_half = per_ms > 0 ? half_ring / per_ms : interval_ms;
     timeout_ms = static_cast<int>(std::clamp(until_half, 1.0, interval_ms));
+    if (!cycle.published) timeout_ms = 1;  // stats_mu was busy: publish again right away
   }
 }
 
@@ -178,10 +221,37 @@ void wake_collector() noexcept {
   [[maybe_unused]] ssize_t n = ::write(g().wake_fd, &one, sizeof one);
 }
 
+namespace {
+// Events published after the collector last accounted a ring (a producer that read the epoch before
+// stop() and wrote after the final drain, or registered a ring just then): never written, so
+// dropped here and counted as lost.
+std::uint64_t discard_late(RingNode& node) noexcept {
+  Ring& r = node.ring;
+  const std::uint64_t pushed = r.pushed();
+  const std::uint64_t late = pushed - node.seen_pushed;
+  r.discard();
+  node.seen_pushed = pushed;
+  if (late != 0) add_lost(late);
+  return late;
+}
+}  // namespace
+
+void sweep_after_final_cycle(Session& s) {
+  std::uint64_t late = 0;
+  std::uint64_t live = 0;
+  for (RingNode* node = first_ring(); node != nullptr; node = node->next) {
+    late += discard_late(*node);
+    ++live;
+  }
+  if (late == 0) return;
+  write_summary(s, true);
+  publish_stats(s, live, true);
+}
+
 void rebase_rings() noexcept {
   for (RingNode* node = first_ring(); node != nullptr; node = node->next) {
     Ring& r = node->ring;
-    r.discard();
+    discard_late(*node);
     node->seen_pushed = r.pushed();
     node->seen_dropped = r.dropped();
     for (std::uint32_t t = 0; t < kMaxTables; ++t)

@@ -6,6 +6,7 @@
 
 #include <atomic>
 
+#include "collector/state.hpp"
 #include "profilemate/engine.hpp"
 
 namespace profilemate {
@@ -22,6 +23,10 @@ namespace {
 // register or retire rings.
 constinit std::atomic<RingNode*> g_rings{nullptr};
 constinit std::atomic<std::int64_t> g_ring_capacity{kDefaultRingCapacity};
+constinit std::atomic<std::uint64_t> g_lost{0};
+// Rings inherited through fork(), set aside by the child handler until it is safe to free them.
+// Only touched with the control lock held, or in the fork child handler (one thread).
+constinit RingNode* g_detached = nullptr;
 
 constinit thread_local bool tls_exiting = false;
 
@@ -29,8 +34,11 @@ struct ThreadGuard {
   bool armed = false;
   ~ThreadGuard() {
     // The thread is exiting: its ring is handed to the collector, which drains what is left and
-    // frees it. Events recorded later during TLS teardown of this thread are ignored.
+    // frees it. Events recorded later during TLS teardown of this thread (another thread_local's
+    // destructor; the main thread inside exit()) take the slow path, since no session has epoch
+    // 0, and register_thread() drops and counts them as lost.
     tls_exiting = true;
+    detail::tls_epoch = 0;
     if (Ring* r = detail::tls_ring) {
       detail::tls_ring = nullptr;
       r->mark_orphaned();
@@ -57,6 +65,10 @@ void push_ring(RingNode* r) noexcept {
 
 }  // namespace
 
+void add_lost(std::uint64_t n) noexcept { g_lost.fetch_add(n, std::memory_order_relaxed); }
+
+std::uint64_t lost_events() noexcept { return g_lost.load(std::memory_order_relaxed); }
+
 void set_ring_capacity(std::int64_t capacity) noexcept {
   g_ring_capacity.store(capacity, std::memory_order_relaxed);
 }
@@ -79,21 +91,42 @@ void unlink_ring(RingNode* r, RingNode* prev) noexcept {
   }
 }
 
-void free_all_rings_after_fork() noexcept {
-  for (RingNode* r = g_rings.exchange(nullptr, std::memory_order_acq_rel); r != nullptr;) {
-    RingNode* next = r->next;
-    delete r;
-    r = next;
+void detach_rings_after_fork() noexcept {
+  RingNode* list = g_rings.exchange(nullptr, std::memory_order_acq_rel);
+  if (list != nullptr) {
+    RingNode* tail = list;
+    while (tail->next != nullptr) tail = tail->next;
+    tail->next = g_detached;  // a fork of a child that had not freed its own yet
+    g_detached = list;
   }
   detail::tls_ring = nullptr;
   detail::tls_epoch = 0;
 }
 
+void free_detached_rings() noexcept {
+  for (RingNode* r = g_detached; r != nullptr;) {
+    RingNode* next = r->next;
+    delete r;
+    r = next;
+  }
+  g_detached = nullptr;
+}
+
+std::int64_t ring_capacity() noexcept { return g_ring_capacity.load(std::memory_order_relaxed); }
+
 }  // namespace collector
 
 namespace detail {
 Ring* register_thread(std::uint32_t epoch) noexcept {
-  if (collector::tls_exiting) return nullptr;
+  if (collector::tls_exiting) {
+    collector::add_lost(1);  // after this thread's exit guard ran: no ring any more
+    return nullptr;
+  }
+  if (collector::g().child_pending.load(std::memory_order_acquire)) [[unlikely]] {
+    // A forked child's first event: its folder, files and collector are made now.
+    epoch = collector::start_forked_child();
+    if (epoch == 0) return nullptr;
+  }
   try {
     static thread_local collector::ThreadGuard guard;
     guard.armed = true;  // constructs the guard: its destructor retires the ring at thread exit
@@ -113,7 +146,9 @@ Ring* register_thread(std::uint32_t epoch) noexcept {
     tls_epoch = epoch;  // only now: the fast path relies on tls_ring != nullptr for this epoch
     return tls_ring;
   } catch (...) {
-    return nullptr;  // out of memory: this event is lost (the next one retries); host unaffected
+    // Out of memory: this event is lost and counted (the next one retries); host unaffected.
+    collector::add_lost(1);
+    return nullptr;
   }
 }
 }  // namespace detail

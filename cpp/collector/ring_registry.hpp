@@ -39,6 +39,11 @@ struct RingNode {
   bool named_in_trace = false;
 };
 
+// Events lost outside any ring (a thread that could not register one, an event that raced stop()):
+// a process-wide count that only grows; sessions report the difference since their start.
+void add_lost(std::uint64_t n) noexcept;
+std::uint64_t lost_events() noexcept;
+
 // Capacity of the rings threads register from now on (start() sets it before the new epoch).
 void set_ring_capacity(std::int64_t capacity) noexcept;
 
@@ -49,8 +54,14 @@ RingNode* first_ring() noexcept;
 // r was the head then; new rings may have been pushed in front of it since.
 void unlink_ring(RingNode* r, RingNode* prev) noexcept;
 
-// Forked child (only the calling thread exists): frees every ring, this thread's too, and forgets
-// this thread's ring so its next event registers a new one.
-void free_all_rings_after_fork() noexcept;
+// Forked child (only the calling thread exists): sets every ring aside (their threads do not exist
+// here; nothing is freed in the fork handler) and forgets this thread's ring, so its next event
+// registers a new one.
+void detach_rings_after_fork() noexcept;
+// Frees the rings set aside by detach_rings_after_fork() (the child's session start, or stop()).
+void free_detached_rings() noexcept;
+
+// Capacity of the rings registered from now on.
+std::int64_t ring_capacity() noexcept;
 
 }  // namespace profilemate::collector

@@ -14,10 +14,33 @@ int FileWriter::open(std::string path) {
   close_fd();
   path_ = std::move(path);
   int fd;
+  // O_NOFOLLOW: a symbolic link planted at the path is refused (ELOOP), not written through.
+  // O_NONBLOCK: a FIFO planted there cannot block the collector (regular files ignore it).
   do {
-    fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK,
+                kFileMode);
   } while (fd < 0 && errno == EINTR);
   if (fd < 0) return errno;
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return EINVAL;  // not a regular file
+  }
+  // A file that existed before keeps its mode on open: take group and other access away.
+  if ((st.st_mode & 077) != 0) ::fchmod(fd, st.st_mode & 0700);
+  fd_ = fd;
+  return 0;
+}
+
+int FileWriter::open_temp(std::string path_template) {
+  close_fd();
+  // mkostemp: O_CREAT | O_EXCL under an unpredictable name, mode 0600 (less by the umask).
+  int fd;
+  do {
+    fd = ::mkostemp(path_template.data(), O_CLOEXEC);
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) return errno;
+  path_ = std::move(path_template);
   fd_ = fd;
   return 0;
 }
@@ -61,7 +84,9 @@ int make_dirs(const std::string& dir) {
     const std::size_t next = dir.find('/', pos);
     const std::size_t end = next == std::string::npos ? dir.size() : next;
     partial.assign(dir, 0, end);
-    if (!partial.empty() && ::mkdir(partial.c_str(), 0755) != 0 && errno != EEXIST) return errno;
+    if (!partial.empty() && ::mkdir(partial.c_str(), kDirMode) != 0 && errno != EEXIST) {
+      return errno;
+    }
     if (next == std::string::npos) break;
     pos = next + 1;
   }
@@ -71,10 +96,30 @@ int make_dirs(const std::string& dir) {
   return 0;
 }
 
+int make_private_dir(const std::string& dir, std::string* why) {
+  if (::mkdir(dir.c_str(), kDirMode) == 0) return 0;
+  if (errno != EEXIST) return errno;
+  struct stat st;
+  if (::lstat(dir.c_str(), &st) != 0) return errno;
+  if (S_ISLNK(st.st_mode)) {
+    if (why) *why = "it is a symbolic link";
+    return ELOOP;
+  }
+  if (!S_ISDIR(st.st_mode)) return ENOTDIR;
+  if (st.st_uid != ::geteuid()) {
+    if (why) *why = "it is owned by another user (uid " + std::to_string(st.st_uid) + ")";
+    return EPERM;
+  }
+  return 0;
+}
+
 int write_file_atomic(const std::string& path, std::string_view content) {
-  const std::string tmp = path + ".tmp";
+  const std::size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? std::string(".") : path.substr(0, slash);
+  const std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
   FileWriter w;
-  if (int err = w.open(tmp)) return err;
+  if (int err = w.open_temp(dir + "/." + base + ".XXXXXX")) return err;
+  const std::string tmp = w.path();
   w.buf().append(content);
   if (int err = w.write_pending()) {
     w.close_fd();

@@ -24,8 +24,16 @@ class FileWriter {
   FileWriter(const FileWriter&) = delete;
   FileWriter& operator=(const FileWriter&) = delete;
 
-  // Creates/truncates path. Returns 0 or errno.
+  // Modes of what the core creates (the umask may only take more away).
+  static constexpr unsigned kFileMode = 0600;
+
+  // Creates/truncates path (mode 0600; an existing file loses group/other access). Refuses a
+  // symbolic link at the path (ELOOP) and anything but a regular file (EINVAL); close-on-exec.
+  // Returns 0 or errno.
   int open(std::string path);
+  // Creates a new file from a mkostemp template ("...XXXXXX"): O_EXCL, unpredictable name, mode
+  // 0600, close-on-exec; path() is the name it got. Returns 0 or errno.
+  int open_temp(std::string path_template);
   bool is_open() const noexcept { return fd_ >= 0; }
   const std::string& path() const noexcept { return path_; }
 
@@ -46,10 +54,19 @@ class FileWriter {
   fmt::OutBuf buf_;
 };
 
-// Creates dir and its parents (mode 0755). Returns 0 or errno.
+inline constexpr unsigned kDirMode = 0700;
+
+// Creates dir and its missing parents (mode 0700). Returns 0 or errno.
 int make_dirs(const std::string& dir);
 
-// Writes content to path atomically (tmp file + rename). Returns 0 or errno.
+// Creates dir (mode 0700; its parent must exist), or accepts one that exists as a real folder owned
+// by this user. Refuses a symbolic link (ELOOP) and a folder owned by another user (EPERM), with
+// the reason in *why. Returns 0 or errno.
+int make_private_dir(const std::string& dir, std::string* why);
+
+// Writes content to path atomically: a new temporary next to it (".<name>.XXXXXX", O_EXCL, mode
+// 0600), then rename(2), which replaces whatever is at path (a symbolic link included) without
+// following it. Returns 0 or errno.
 int write_file_atomic(const std::string& path, std::string_view content);
 
 }  // namespace profilemate

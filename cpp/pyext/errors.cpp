@@ -22,12 +22,14 @@ nanobind::dict stats_dict() {
   nanobind::dict d;
   d["recorded"] = s.recorded;
   d["dropped"] = s.dropped;
+  d["lost"] = s.lost;
   d["written_rows"] = s.written_rows;
   d["rings"] = s.rings;
   d["ring_capacity"] = s.ring_capacity;
   d["write_errors"] = s.write_errors;
   d["invalid_events"] = s.invalid_events;
   d["cycles"] = s.cycles;
+  d["signal_snapshots_missed"] = s.signal_snapshots_missed;
   nanobind::dict by_table;
   for (const auto& [name, n] : s.dropped_by_table) by_table[name.c_str()] = n;
   d["dropped_by_table"] = by_table;

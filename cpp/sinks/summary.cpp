@@ -41,12 +41,16 @@ std::string render_summary(const ProcessInfo& info, const Aggregates& agg, const
   w.value_uint(f.recorded);
   w.key("dropped");
   w.value_uint(f.dropped);
+  w.key("lost");
+  w.value_uint(f.lost);
   w.key("written_rows");
   w.value_uint(f.written_rows);
   w.key("write_errors");
   w.value_uint(f.write_errors);
   w.key("invalid_events");
   w.value_uint(f.invalid_events);
+  w.key("signal_snapshots_missed");
+  w.value_uint(f.signal_snapshots_missed);
   w.key("dropped_by_table");
   w.begin_object(Layout::kInline);
   for (const auto& [name, n] : f.dropped_by_table) {

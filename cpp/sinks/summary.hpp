@@ -19,9 +19,11 @@ struct SummaryFacts {
   std::string version;  // the profilemate package version
   std::uint64_t recorded = 0;
   std::uint64_t dropped = 0;
+  std::uint64_t lost = 0;
   std::uint64_t written_rows = 0;
   std::uint64_t write_errors = 0;
   std::uint64_t invalid_events = 0;
+  std::uint64_t signal_snapshots_missed = 0;
   std::map<std::string, std::uint64_t> dropped_by_table;
   std::int64_t clock_monotonic_ns = 0;  // a (monotonic, realtime) pair read together at start
   std::int64_t clock_realtime_ns = 0;

@@ -29,6 +29,11 @@ FLUSH_INTERVAL_MS_MAX: int = 1000
 
 TRACE_DEFAULT: bool = True
 
+def relabel(label: str) -> str:
+    """
+    Move this process's session to <session_dir>/<label>-<pid>/ (a forked child's own role): created now; a session already writing under another label is stopped first. Returns the process dir.
+    """
+
 def stop() -> None:
     """
     Drain, write the remaining rows and summary.json, close the trace. Idempotent.

@@ -234,3 +234,30 @@ TEST(Engine, UndefinedTableIsCountedNotWritten) {
   EXPECT_EQ(pm::stats().written_rows, 0u);
   pm::stop();
 }
+
+TEST(Engine, RelabelMovesTheSessionToANewFolder) {
+  pmtest::TempDir tmp;
+  EXPECT_THROW(pm::relabel("nobody"), std::runtime_error);  // not started
+  const auto table = ops_table();
+  const std::int64_t t0 = pm::now_ns();
+  const std::string a = pm::start(options(tmp.path(), "a", 1024, 100, false, t0));
+  pm::record_span(table, pm::intern("in_a"), pm::now_ns(), 1);
+  EXPECT_EQ(pm::relabel("a"), a);  // the same label: nothing happens
+  EXPECT_THROW(pm::relabel("bad/label"), std::invalid_argument);
+  EXPECT_TRUE(pm::enabled());
+  const std::string b = pm::relabel("b");
+  EXPECT_EQ(b, tmp.path() + "/b-" + std::to_string(::getpid()));
+  EXPECT_EQ(pm::process_dir(), b);
+  pm::record_span(table, pm::intern("in_b"), pm::now_ns(), 1);
+  pm::stop();
+  const auto rows_a = lines_of(read_file(a + "/cpu_operations_timing.csv"));
+  const auto rows_b = lines_of(read_file(b + "/cpu_operations_timing.csv"));
+  ASSERT_EQ(rows_a.size(), 2u);
+  ASSERT_EQ(rows_b.size(), 2u);
+  EXPECT_NE(rows_a[1].find(",in_a,"), std::string::npos);
+  EXPECT_NE(rows_b[1].find(",in_b,"), std::string::npos);
+  // The same time zero in both folders.
+  const std::string zero = "\"session_start_ns\": " + std::to_string(t0);
+  EXPECT_NE(read_file(a + "/summary.json").find(zero), std::string::npos);
+  EXPECT_NE(read_file(b + "/summary.json").find(zero), std::string::npos);
+}

@@ -199,6 +199,8 @@ Files run_basic(const std::string& dir) {
   pm::SummaryFacts facts = fixed_facts(p);
   facts.recorded = t1.size() + t2.size() + t3.size() + t1b.size();
   facts.dropped = 5;
+  facts.lost = 2;
+  facts.signal_snapshots_missed = 1;
   facts.dropped_by_table = {{"golden_ops", 3}, {"golden_counters", 2}};
   return collect(dir, p, facts);
 }

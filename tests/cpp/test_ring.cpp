@@ -93,3 +93,19 @@ TEST(Ring, ConcurrentProducersLoseNothingUnaccounted) {
     EXPECT_EQ(rings[p]->pushed(), pushed_ok[p]);
   }
 }
+
+// Each slot is one whole cache line: Event is 64-byte aligned and the ring's slot array starts on a
+// line, so no slot straddles two lines (the producer's write and the collector's read of the
+// previous slot never share one).
+TEST(Ring, SlotsAreCacheLineAligned) {
+  EXPECT_EQ(alignof(pm::Event), 64u);
+  for (std::size_t capacity : {64u, 1024u, 65536u}) {
+    pm::Ring ring(capacity, 1, "t");
+    for (int i = 0; i < 3; ++i) {
+      pm::Event* slot = ring.try_reserve(0);
+      ASSERT_NE(slot, nullptr);
+      EXPECT_EQ(reinterpret_cast<std::uintptr_t>(slot) % 64, 0u) << "capacity " << capacity;
+      ring.publish();
+    }
+  }
+}

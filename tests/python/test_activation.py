@@ -220,6 +220,44 @@ def test_env_activation_follows_vllm_into_every_process(fake_vllm, tmp_path, met
     assert all(str(session) in ln for ln in lines)
 
 
+def test_fork_exec_children_of_a_profiled_process_leave_no_folder(fake_vllm, tmp_path):
+    # subprocess's preexec_fn, os.fork + exec and pty.fork + exec all run the after-fork hooks
+    # (the core's and the runtime's); the exec'd program is not profiled: no folder for the child.
+    out = tmp_path / "out"
+    proc = run(
+        """
+        import json, os, pty, subprocess, sys
+        import vllm  # activates this process
+        import profilemate
+        from vllm.v1.engine.input_processor import InputProcessor
+        InputProcessor().process_inputs("0", "hello")
+        subprocess.run([sys.executable, "-c", "pass"], preexec_fn=lambda: None, check=True)
+        pid = os.fork()
+        if pid == 0:
+            os.execv(sys.executable, [sys.executable, "-c", "pass"])
+        os.waitpid(pid, 0)
+        pid, fd = pty.fork()
+        if pid == 0:
+            os.execv(sys.executable, [sys.executable, "-c", "pass"])
+        try:
+            while os.read(fd, 1024):
+                pass
+        except OSError:
+            pass
+        os.waitpid(pid, 0)
+        InputProcessor().process_inputs("1", "hello")
+        profilemate.flush()
+        print(json.dumps({"dir": profilemate.status()["process_dir"]}))
+        """,
+        fake_vllm,
+        {"PROFILEMATE": "1", "PROFILEMATE_DIR": str(out)},
+    )
+    d = Path(last_json(proc)["dir"])
+    (session,) = sessions(out)
+    assert sorted(p.name for p in session.iterdir() if p.is_dir()) == [d.name]
+    assert [r["operation"] for r in rows(d)] == ["process_inputs"] * 2
+
+
 def test_unrelated_process_is_not_instrumented(fake_vllm, tmp_path):
     out = tmp_path / "out"
     proc = run(

@@ -305,3 +305,25 @@ def test_write_error_at_runtime_warns_once_and_turns_recording_off(tmp_path):
     assert res["st1"]["write_errors"] == 1 and res["st2"]["write_errors"] == 1
     assert res["on"] is False and res["value"] == 42
     assert res["st2"]["recorded"] == res["st1"]["recorded"]  # nothing recorded after the error
+
+
+def test_ignored_sigint_stays_ignored_in_an_exec_child(tmp_path):
+    # SIG_IGN survives exec; a handler does not (exec resets it to SIG_DFL). So the core must not
+    # install its handler over an ignored signal, or every exec'd grandchild stops ignoring it.
+    proc = spawn(
+        """
+        import subprocess
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _core.start(OUT, "ign")
+        code = "import signal; print(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)"
+        child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        os.kill(os.getpid(), signal.SIGINT)  # still ignored here: nothing happens
+        _core.stop()
+        print("result", json.dumps({"grandchild_ignores": child.stdout.strip(),
+                                    "err": child.stderr}), flush=True)
+        """,
+        tmp_path,
+    )
+    res = json.loads(wait_line(proc, "result").split(" ", 1)[1])
+    assert proc.wait(timeout=20) == 0, proc.stderr.read()
+    assert res["grandchild_ignores"] == "True", res

@@ -54,11 +54,20 @@ inline constexpr std::int64_t kMaxRingCapacity = std::int64_t{1} << 24;
 inline constexpr std::int64_t kMaxFlushIntervalMs = 1000;
 
 // Starts the session: creates <session_dir>/<label>-<pid>/, the collector thread, the signal,
-// fork and exit hooks. Returns the process dir. Throws std::invalid_argument (bad option),
-// OsError (directory not creatable/writable; recording stays off), std::runtime_error (already
-// running).
+// fork and exit hooks. Returns the process dir. A fork() child inherits the session without
+// anything on disk: its own <label>-<childpid>/ and collector are created on its first event
+// (or by relabel()), so a child that only execs leaves nothing behind. Throws std::invalid_argument
+// (bad option), OsError (directory not creatable/writable; recording stays off), std::runtime_error
+// (already running).
 std::string start(const StartOptions& options);
-// Drains every ring, writes the remaining rows, summary.json and closes the trace. Idempotent.
+// Moves this process's session to `label` (a forked child taking on its own role): in a forked
+// child that has not recorded yet, creates <session_dir>/<label>-<pid>/ and starts recording there
+// now; if the session already writes under another label, stops it (its folder keeps what it wrote)
+// and starts one under `label` with the same options; the same label: nothing. Returns the process
+// dir. Throws like start(), and std::runtime_error when the core is not started.
+std::string relabel(std::string_view label);
+// Drains every ring, writes the remaining rows, summary.json and closes the trace. Idempotent. In a
+// forked child that has not recorded yet, creates nothing.
 void stop() noexcept;
 // Returns once everything recorded before the call has been handed to the kernel.
 void flush() noexcept;
@@ -71,14 +80,20 @@ std::uint32_t define_table(std::string_view name,
 std::uint32_t intern(std::string_view s);
 
 struct Stats {
-  std::uint64_t recorded = 0;      // events accepted into rings this session
-  std::uint64_t dropped = 0;       // events refused by a full ring
+  std::uint64_t recorded = 0;  // events accepted into rings this session
+  std::uint64_t dropped = 0;   // events refused by a full ring
+  // Events recorded while the session was on but neither written nor refused by a full ring: the
+  // thread could not get a ring (it is exiting, out of memory) or the event raced stop().
+  std::uint64_t lost = 0;
   std::uint64_t written_rows = 0;  // CSV rows formatted and handed to write(2)
   std::uint64_t rings = 0;         // live per-thread rings
   std::uint64_t ring_capacity = 0;
   std::uint64_t write_errors = 0;
   std::uint64_t invalid_events = 0;  // recorded against an undefined table id
   std::uint64_t cycles = 0;          // collector drain cycles this session
+  // SIGTERM/SIGINT snapshots the handler could not wait for (2 s passed, or the signal arrived
+  // inside fork()); the handler then went on to the previous disposition.
+  std::uint64_t signal_snapshots_missed = 0;
   std::map<std::string, std::uint64_t> dropped_by_table;
 };
 // As of the last drain cycle; call flush() first for numbers that include every prior record.
@@ -92,6 +107,10 @@ namespace detail {
 // after a write error). A thread whose tls_epoch differs from it takes the slow path once: it
 // retires its previous ring (only the owning thread ever retires its ring, so no ring is freed
 // under a producer) and registers a new one sized for this session.
+// Invariant of the fast path: tls_epoch equal to a live epoch means tls_ring is that session's
+// ring. Whatever clears tls_ring (the thread's exit guard, the fork child) also sets tls_epoch to
+// 0, which is never a live epoch, so a later record() goes to register_thread(), which refuses
+// and counts it (Stats::lost) instead of writing through a null ring.
 //
 // The thread-locals use the initial-exec TLS model so the Python extension (a dlopen'ed shared
 // object) reads them with %fs-relative loads instead of __tls_get_addr calls; 12 bytes, well

@@ -1,6 +1,7 @@
 // The event model: one fixed-size, trivially copyable 64-byte record per event.
 //
-// Why 64 bytes: one cache line per slot, so a producer writing slot i never shares a line with the
+// Why 64 bytes, 64-aligned: one whole cache line per slot (alignas(64) here, and the ring's slot
+// array is allocated on a line boundary), so a producer writing slot i never shares a line with the
 // collector reading slot i-1 (no false sharing inside the ring), and a copy is four 16-byte moves.
 // Everything variable-length (names, contexts, string arguments) is an interned id (interner.hpp):
 // the hot path copies numbers only. The thread id is not in the record: every ring belongs to one
@@ -21,7 +22,7 @@ enum class EventKind : std::uint8_t {
 // Tables are the CSV files of one process; the id fits in 8 bits (see kMaxTables).
 inline constexpr std::uint32_t kMaxTables = 256;
 
-struct Event {
+struct alignas(64) Event {
   std::int64_t ts_ns;   // CLOCK_MONOTONIC nanoseconds (start of a span)
   std::int64_t dur_ns;  // span duration; 0 for instants and counters
   double args[4];       // a0..a3; a slot may also carry an interned string id (s0..s3 columns)
@@ -45,6 +46,7 @@ struct Event {
 };
 
 static_assert(sizeof(Event) == 64, "an Event must be exactly one cache line");
+static_assert(alignof(Event) == 64, "an Event must start on a cache line");
 static_assert(std::is_trivially_copyable_v<Event>);
 static_assert(std::is_standard_layout_v<Event>);
 

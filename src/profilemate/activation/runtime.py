@@ -119,7 +119,11 @@ class Runtime:
         from profilemate.probes import registry
 
         registry.set_fault_injection(cfg.fault_inject)
-        missing = [f for f in ("start", "stop", "timed", "define_table") if not hasattr(_core, f)]
+        missing = [
+            f
+            for f in ("start", "stop", "relabel", "timed", "define_table")
+            if not hasattr(_core, f)
+        ]
         if missing:
             raise RuntimeError(
                 f"profilemate._core lacks {', '.join(missing)} (rebuild the package)"
@@ -207,7 +211,9 @@ class Runtime:
             }
 
     def write_patch_status(self) -> None:
-        if self.process_dir is None:
+        # A forked child's folder exists only once it recorded (or was relabelled): a child that
+        # forks to exec another program must not get one.
+        if self.process_dir is None or not os.path.isdir(self.process_dir):
             return
         from profilemate.activation.session import write_json_atomic
 
@@ -294,8 +300,11 @@ class Runtime:
             log.debug("multiprocessing after-fork hook not installed", exc_info=True)
 
     def _after_fork_child(self) -> None:
-        # The core's pthread_atfork handler already gave this child <label>-<childpid>/ and a fresh
-        # collector; follow it. (multiprocessing children are relabelled in _after_mp_fork.)
+        # Runs in every fork child, also those that only exec another program (subprocess's
+        # preexec_fn, pty.fork): create nothing here. The core's fork handler only reset its state;
+        # the child's <label>-<childpid>/ and collector are made on its first event, and
+        # _core.process_dir() already names that folder. (multiprocessing children are relabelled
+        # in _after_mp_fork.)
         # Another thread may have held the lock at fork time; the child has only this thread.
         self._lock = _thread.RLock()
         if self.registry is not None:
@@ -311,7 +320,8 @@ class Runtime:
 
         multiprocessing runs these after it set ``current_process()`` (BaseProcess._bootstrap), which
         the plain fork hook cannot see. A child with a new role (e.g. ``VllmWorker-1`` forked from the
-        EngineCore) gets its own folder under its own label.
+        EngineCore) gets its own folder under its own label now (``_core.relabel``); one with its
+        parent's role gets ``<label>-<childpid>/`` on its first event, like any fork child.
         """
         if self.state != ACTIVE or self._core is None or self.session is None:
             return
@@ -320,19 +330,8 @@ class Runtime:
 
             label = detect.process_role()
             if label != self.label:
-                stale = self.process_dir
-                self._core.stop()
-                cfg = self.config
-                self.process_dir = self._core.start(
-                    self.session.dir,
-                    label,
-                    ring_capacity=cfg.ring_capacity,
-                    flush_interval_ms=cfg.flush_interval_ms,
-                    trace=cfg.trace,
-                    session_start_ns=self.session.start_ns,
-                )
+                self.process_dir = self._core.relabel(label)
                 self.label = label
-                _remove_if_no_data(stale)
             self._register_exit()
             self.write_patch_status()
             log.info("%s: profiling into %s", self.label, self.process_dir)
@@ -365,17 +364,6 @@ def _report_watchdog_error(message: str) -> None:
     # configured the logger.
     _log.configure(None)
     log.warning(message, exc_info=True)
-
-
-def _remove_if_no_data(path: str | None) -> None:
-    """Drop the folder the core opened for a forked child under its parent's label, if it holds no rows."""
-    if not path or not os.path.isdir(path):
-        return
-    names = set(os.listdir(path))
-    if not any(n.endswith(".csv") for n in names):
-        import shutil
-
-        shutil.rmtree(path, ignore_errors=True)
 
 
 _runtime: Runtime | None = None

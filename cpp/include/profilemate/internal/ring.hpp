@@ -34,6 +34,7 @@ namespace profilemate {
 class Ring {
  public:
   // capacity must be a power of two (validated by the caller; checked here in debug builds).
+  // The slots come from the aligned operator new[] (Event is alignas(64)): every slot is one line.
   Ring(std::size_t capacity, std::int32_t tid, std::string thread_name)
       : slots_(new Event[capacity]),
         mask_(capacity - 1),
