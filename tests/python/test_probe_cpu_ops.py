@@ -74,7 +74,8 @@ def test_step_id_travels_with_the_pickled_scheduler_output(mod, tmp_path):
         [_target(m.__name__, "schedule")], ec.recorder, watchdog=wd, vllm_version="0.32.0"
     )
     reg.activate()
-    outs = [pickle.dumps(m.Scheduler().schedule()) for _ in range(3)]
+    sched = m.Scheduler()  # one per EngineCore, as in vLLM
+    outs = [pickle.dumps(sched.schedule()) for _ in range(3)]
     ec_rows = _rows(ec)
     reg.deactivate()
     _core.stop()

@@ -1,6 +1,6 @@
 """CPU operations: one span per call of vLLM's per-request and per-step host work.
 
-Writes ``cpu_operations_timing.csv``. Step ids: ``Scheduler.schedule`` runs once per engine step in
+Writes ``cpu_operations_timing.csv``. Step ids (probes/steps.py): ``Scheduler.schedule`` runs once per engine step in
 the EngineCore (``EngineCore.step`` calls it, then ``execute_model``; checked in vLLM 0.32.0). Its
 before hook numbers the step (the C++ wrapper makes it the process's current step before vLLM's
 ``schedule`` runs, so everything recorded inside carries it); its after hook stamps the number on
@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import logging
 
+from profilemate.probes import steps
 from profilemate.probes.spec import API, ENGINECORE, WORKER, Column, Hooks, Table, Target
 
 log = logging.getLogger("profilemate")
 
-STEP_ATTR = "_profilemate_step"
+STEP_ATTR = steps.STEP_ATTR
 
 CPU_OPERATIONS = Table(
     "cpu_operations_timing",
@@ -41,21 +42,14 @@ TABLES = (CPU_OPERATIONS,)
 
 
 def schedule_hooks(ctx) -> Hooks:
-    step = 0
+    # The step id is vLLM's own counter (probes/steps.py): every category that wraps schedule()
+    # computes the same number, whichever of them is on.
+    def before(self):
+        return steps.schedule_before(self)
 
-    def before():
-        nonlocal step
-        step += 1
-        return step
-
-    def after(result):
-        if result is None:
-            return 0
-        try:
-            result._profilemate_step = step  # STEP_ATTR; a plain store is the fast path
-        except AttributeError:  # a frozen dataclass, should SchedulerOutput become one
-            object.__setattr__(result, STEP_ATTR, step)
-        return result.total_num_scheduled_tokens
+    def after(result, self):
+        steps.schedule_after(result, self)
+        return 0 if result is None else result.total_num_scheduled_tokens
 
     return Hooks(before, after)
 
@@ -65,7 +59,7 @@ def execute_model_hooks(ctx) -> Hooks:
 
     def before(scheduler_output):
         nonlocal own
-        step = getattr(scheduler_output, STEP_ATTR, None)
+        step = steps.of(scheduler_output, None)
         if step is None:
             if own == 0:
                 log.debug("SchedulerOutput carries no step id; the worker counts its own steps")
