@@ -35,6 +35,16 @@ def make_prompts(n: int, min_words: int = 4, max_words: int = 24, seed: int = 0)
     ]
 
 
+def make_shared_prefix_prompts(n: int, prefix_tokens: int, seed: int = 0) -> list[list[int]]:
+    """Token-id prompts that share their first ``prefix_tokens`` ids, then differ (prefix caching:
+    the CPU build's KV block is 128 tokens, so a hit needs at least 129 shared tokens)."""
+    import random
+
+    rng = random.Random(seed)
+    prefix = [rng.randrange(10, 250) for _ in range(prefix_tokens)]
+    return [prefix + [rng.randrange(10, 250) for _ in range(rng.randint(4, 24))] for _ in range(n)]
+
+
 AUDIO_RATE = 16000  # the tiny Whisper's feature extractor rate: no resampling library is needed
 WHISPER_DECODER_PROMPT = "<|startoftranscript|><|en|><|transcribe|><|notimestamps|>"
 
@@ -86,14 +96,16 @@ def run(args: argparse.Namespace) -> dict:
 
     llm_kwargs = dict(
         model=str(args.model),
-        enforce_eager=True,
+        enforce_eager=not args.compile,
         max_model_len=args.max_model_len,
         kv_cache_memory_bytes=int(args.kv_cache_mb * (1 << 20)),
         seed=args.seed,
         dtype="float32",
-        disable_log_stats=False,
+        disable_log_stats=not args.log_stats,
         max_num_seqs=args.max_num_seqs,
     )
+    if args.prefix_caching is not None:
+        llm_kwargs["enable_prefix_caching"] = args.prefix_caching
     if args.max_num_batched_tokens:
         llm_kwargs["max_num_batched_tokens"] = args.max_num_batched_tokens
     encdec = _is_encoder_decoder(str(args.model))
@@ -106,6 +118,13 @@ def run(args: argparse.Namespace) -> dict:
     t1 = time.monotonic()
     if encdec:
         prompts = make_audio_prompts(args.num_prompts, seed=args.seed)
+    elif args.shared_prefix_tokens:
+        prompts = [
+            {"prompt_token_ids": ids}
+            for ids in make_shared_prefix_prompts(
+                args.num_prompts, args.shared_prefix_tokens, seed=args.seed
+            )
+        ]
     else:
         prompts = make_prompts(args.num_prompts, seed=args.seed)
     params = SamplingParams(
@@ -139,7 +158,7 @@ def run(args: argparse.Namespace) -> dict:
         "init_s": round(t1 - t0, 3),
         "generate_s": round(t2 - t1, 3),
         "requests": requests,
-        "metrics": _metrics(llm),
+        "metrics": _metrics(llm) if args.log_stats else {},
     }
 
 
@@ -157,6 +176,29 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--temperature", type=float, default=0.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out-json", type=Path, default=None, help="write results here")
+    ap.add_argument(
+        "--log-stats",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="vLLM's own statistics (the offline LLM's default is off; tests compare with them)",
+    )
+    ap.add_argument(
+        "--compile",
+        action="store_true",
+        help="vLLM's default compilation instead of enforce_eager (slower start-up)",
+    )
+    ap.add_argument(
+        "--prefix-caching",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="force prefix caching on or off (default: vLLM's)",
+    )
+    ap.add_argument(
+        "--shared-prefix-tokens",
+        type=int,
+        default=0,
+        help="token-id prompts sharing this many leading tokens (prefix-cache hits)",
+    )
     return ap
 
 
@@ -170,11 +212,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.out_json:
         args.out_json.write_text(json.dumps(result, indent=1))
     n_tokens = sum(len(r["output_token_ids"]) for r in result["requests"])
+    m = result["metrics"]
+    stats = (
+        f"preemptions reported by vLLM: {int(m.get('vllm:num_preemptions', 0))}"
+        if m
+        else "vLLM's own statistics off"
+    )
     print(
         f"vLLM {result['vllm_version']} (torch {result['torch_version']}): "
         f"{result['num_prompts']} prompts -> {n_tokens} tokens generated in "
-        f"{result['generate_s']:.2f} s (engine start {result['init_s']:.1f} s); "
-        f"preemptions reported by vLLM: {int(result['metrics'].get('vllm:num_preemptions', 0))}"
+        f"{result['generate_s']:.2f} s (engine start {result['init_s']:.1f} s); {stats}"
     )
     return 0
 
