@@ -155,6 +155,8 @@ class EngineTracker:
         self.sched_start = NAN
         self.freed = 0  # _free_request calls (finishes), for update_from_output's `finished`
         self.freed_mark = 0
+        self.first_tokens = 0  # first tokens seen, for update_from_output's `entered`
+        self.first_mark = 0
 
     def clear(self) -> None:
         self.states.clear()
@@ -210,11 +212,11 @@ def ec_update_from_output_hooks(ctx) -> Hooks:
 
     def before(self, scheduler_output):
         tr.freed_mark = tr.freed
+        tr.first_mark = tr.first_tokens
         step = steps.of(scheduler_output, None)
         return rec.current_step() if step is None else step
 
     def after(result, self, scheduler_output):
-        n = 0
         if tr.awaiting:
             now = rec.now_ns() * 1e-9
             step = steps.of(scheduler_output, None)
@@ -229,14 +231,15 @@ def ec_update_from_output_hooks(ctx) -> Hooks:
                     st[FIRST_TOKEN] = now
                     st[TOKEN_STEP] = step if step is not None else rec.current_step()
                     done.append(rid)
-                    n += 1
+                    tr.first_tokens += 1
             tr.awaiting.difference_update(done)
         ts = NAN
         if result:
             for eco in result.values():
                 ts = eco.timestamp
                 break
-        return n, tr.freed - tr.freed_mark, len(tr.states), ts
+        n_first, n_fin = tr.first_tokens - tr.first_mark, tr.freed - tr.freed_mark
+        return n_first, n_fin, len(tr.states), ts
 
     return Hooks(before, after)
 
@@ -257,6 +260,7 @@ def ec_free_request_hooks(ctx) -> Hooks:
         if n_out > 0 and st[FIRST_TOKEN] != st[FIRST_TOKEN]:  # first token in this very step
             st[FIRST_TOKEN] = now
             st[TOKEN_STEP] = rec.current_step()
+            tr.first_tokens += 1
         reason = request.get_finished_reason()  # FinishReason.STOP is 0: test for None
         return (
             rec.intern(rid),
