@@ -61,7 +61,12 @@ class Engine:
             num_blocks=blocks,
             kv_cache_tensors=[],
             kv_cache_groups=[
-                KVCacheGroupSpec(["layer"], FullAttentionSpec(BLOCK, 1, 1, torch.float32))
+                KVCacheGroupSpec(
+                    ["layer"],
+                    FullAttentionSpec(
+                        block_size=BLOCK, num_kv_heads=1, head_size=1, dtype=torch.float32
+                    ),
+                )
             ],
         )
         vc.cache_config.num_gpu_blocks = blocks
