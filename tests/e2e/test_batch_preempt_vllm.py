@@ -16,6 +16,7 @@ from .workloads import PREEMPT
 
 pytestmark = pytest.mark.vllm
 
+SCHED_KEY = "vllm.v1.core.sched.scheduler:Scheduler.schedule"
 PREEMPT_KEY = "vllm.v1.core.sched.scheduler:Scheduler._preempt_request"
 RESET_KEY = "vllm.v1.core.sched.scheduler:Scheduler.reset_prefix_cache"
 NUM_PROMPTS, MAX_TOKENS = 32, 200
@@ -41,7 +42,7 @@ def _check(run) -> int:
     assert run.session_dir is not None, run.log[-4000:]
     ec = _ec(run)
     for t in _status(ec):
-        if t["category"] in ("batch_utilization", "preemptions"):
+        if t["category"] in ("batch_utilization", "preemptions") and not t["alternative_of"]:
             assert t["state"] == "applied", t
             assert (t["health"] or {}).get("errors", 0) == 0, t
     # every request finished, with all its tokens
@@ -117,12 +118,18 @@ def test_hooks_that_raise_change_nothing_under_preemption(vllm_run):
         r["output_token_ids"] for r in plain.requests
     ]
     assert faulty.metrics["vllm:num_preemptions"] == plain.metrics["vllm:num_preemptions"] > 0
-    st = {(t["target"], t["category"]): t for t in _status(_ec(faulty)) if t["state"] == "applied"}
+    # Which targets are applied is in the EngineCore's patch_status.json (written at start-up);
+    # each hook that raised says so once on stderr. (The health counters in that file are only
+    # as recent as its last write: under fault injection vLLM can end the EngineCore before it
+    # writes its final files, so the log is the record here.)
+    applied = [t for t in _status(_ec(faulty)) if t["state"] == "applied"]
+    cats = {t["category"] for t in applied if t["target"] == SCHED_KEY}
+    assert {"batch_utilization", "preemptions"} <= cats
     # _preempt_request ran (the run preempts): its hook raised once and was switched off
-    h = st[(PREEMPT_KEY, "preemptions")]["health"]
-    assert h["active"] is False and h["errors"] == 1 and "FaultInjected" in h["first_error"]
-    for cat in ("batch_utilization", "preemptions"):
-        h = st[("vllm.v1.core.sched.scheduler:Scheduler.schedule", cat)]["health"]
-        assert h["active"] is False and h["errors"] == 1, (cat, h)
+    assert faulty.log.count(f"probe {PREEMPT_KEY} raised FaultInjected") == 1
+    # every target stacked on schedule (ours and the other categories') raised once
+    n_sched = sum(1 for t in applied if t["target"] == SCHED_KEY)
+    assert faulty.log.count(f"probe {SCHED_KEY} raised FaultInjected") == n_sched
     # reset_prefix_cache is applied but never called in this workload (covered by the unit test)
-    assert st[(RESET_KEY, "preemptions")]["health"]["errors"] == 0
+    assert any(t["target"] == RESET_KEY for t in applied)
+    assert f"probe {RESET_KEY} raised" not in faulty.log
