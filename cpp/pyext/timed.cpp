@@ -229,7 +229,7 @@ PyObject* timed_vectorcall(PyObject* self, PyObject* const* args, size_t nargsf,
     const std::int64_t start = now_ns();
     PyObject* result = PyObject_Vectorcall(t->fn, args, nargsf, kwnames);
     const std::int64_t end = now_ns();
-    record_span(t->table, t->name, start, end - start, current_step(), t->ctx);
+    if (t->table != kNoRowTable) record_span(t->table, t->name, start, end - start, current_step(), t->ctx);
     return result;
   }
 
@@ -277,8 +277,10 @@ PyObject* timed_vectorcall(PyObject* self, PyObject* const* args, size_t nargsf,
     }
     Py_XDECREF(r);
   }
-  record_span(t->table, t->name, start, end - start, have_step ? step : current_step(), t->ctx,
-              vals[0], vals[1], vals[2], vals[3]);
+  if (t->table != kNoRowTable) {
+    record_span(t->table, t->name, start, end - start, have_step ? step : current_step(), t->ctx,
+                vals[0], vals[1], vals[2], vals[3]);
+  }
   if (interrupt != nullptr) {
     if (result == nullptr) {  // fn's own exception came later: it wins
       Py_DECREF(interrupt);

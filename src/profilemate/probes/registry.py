@@ -275,7 +275,7 @@ class Registry:
                         "alternative_of": None if site is t.site else t.key,
                         "category": t.category,
                         "operation": t.operation,
-                        "table": t.table.name,
+                        "table": t.table.name if t.table is not None else None,
                         "hooks": _hooks_label(t),
                         "vllm_range": site.vllm_range,
                         "roles": list(t.roles),
@@ -393,7 +393,7 @@ class Registry:
             after = _fault if after else None
         return self._recorder.timed(
             func,
-            self._recorder.table(t.table),
+            self._recorder.NO_ROW if t.table is None else self._recorder.table(t.table),
             self._recorder.intern(t.operation),
             self._recorder.intern(site.qualname),
             before=before,
