@@ -62,9 +62,8 @@ void emit(const GpuTimerRow& r) noexcept {
     sink(r);
     return;
   }
-  const double* v = r.values;
-  record(EventKind::kSpan, r.table, r.name, r.ts_ns, r.dur_ns, r.step, r.ctx, v[0], v[1], v[2],
-         v[3]);
+  record_row(EventKind::kSpan, r.table, r.name, r.ts_ns, r.dur_ns, r.step, r.ctx, r.values,
+             r.nvalues);
 }
 
 GpuTimerRow make_row(std::uint32_t table, std::uint32_t name, std::int64_t step, std::uint32_t ctx,
