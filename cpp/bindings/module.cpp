@@ -114,21 +114,24 @@ NB_MODULE(_core, m) {
   m.def("gpu_timer_poll", &pm::gpu_timer_poll, "final"_a = false,
         nb::call_guard<nb::gil_scoped_release>(),
         "Write the rows whose device work finished (the collector does this every cycle).");
-  m.def("gpu_timer_stats", []() {
-    const pm::GpuTimerStats s = pm::gpu_timer_stats();
-    nb::dict d;
-    d["enabled"] = s.enabled;
-    d["reason"] = s.reason;
-    d["begun"] = s.begun;
-    d["completed"] = s.completed;
-    d["exhausted"] = s.exhausted;
-    d["skipped_capturing"] = s.skipped_capturing;
-    d["abandoned"] = s.abandoned;
-    d["unfinished"] = s.unfinished;
-    d["errors"] = s.errors;
-    d["pending"] = s.pending;
-    return d;
-  }, "The device timer's state and counters.");
+  m.def(
+      "gpu_timer_stats",
+      []() {
+        const pm::GpuTimerStats s = pm::gpu_timer_stats();
+        nb::dict d;
+        d["enabled"] = s.enabled;
+        d["reason"] = s.reason;
+        d["begun"] = s.begun;
+        d["completed"] = s.completed;
+        d["exhausted"] = s.exhausted;
+        d["skipped_capturing"] = s.skipped_capturing;
+        d["abandoned"] = s.abandoned;
+        d["unfinished"] = s.unfinished;
+        d["errors"] = s.errors;
+        d["pending"] = s.pending;
+        return d;
+      },
+      "The device timer's state and counters.");
 
   // Introspection.
   m.def("stats", &pm::pyext::stats_dict, "Counters as of the last drain cycle.");

@@ -140,7 +140,7 @@ TEST_F(GpuTimer, RowsWaitForTheDeviceAndComeOutOldestFirstWithItsTime) {
   EXPECT_EQ(device.created, 16);
   EXPECT_EQ(bracket(2), 1);
   EXPECT_EQ(bracket(3), 2);
-  EXPECT_TRUE(written.empty());  // parked, not written
+  EXPECT_TRUE(written.empty());         // parked, not written
   EXPECT_EQ(pm::gpu_timer_poll(), 0u);  // the device has reached nothing yet: no row, no wait
   device.position = 4;                  // end of step 2 (events 3, 4)
   EXPECT_EQ(pm::gpu_timer_poll(), 2u);

@@ -1,10 +1,10 @@
 // Device time of host-bracketed work, without a synchronize: a pool of pre-created device events.
 //
 // The host brackets a piece of device work (a model forward) with begin() and end(): each records
-// one pre-created event on the caller's stream (no allocation, no synchronize, nothing waits). end()
-// also parks the row the caller wants written (table, name, step, CPU start and duration, values).
-// The collector thread later asks each parked pair, oldest first, whether the device has passed
-// its end event (a query, never a wait); when it has, it writes the row with the device time
+// one pre-created event on the caller's stream (no allocation, no synchronize, nothing waits).
+// end() also parks the row the caller wants written (table, name, step, CPU start and duration,
+// values). The collector thread later asks each parked pair, oldest first, whether the device has
+// passed its end event (a query, never a wait); when it has, it writes the row with the device time
 // between the two events in the value slot the caller named, and frees the pair. No Python is
 // involved on the collector side, so the reader never needs the interpreter lock.
 //
@@ -28,14 +28,15 @@ namespace profilemate {
 // success). Declared here rather than taken from a toolkit header so no toolkit is needed to build.
 struct GpuDriver {
   using Handle = void*;
-  int (*ctx_get_current)(Handle* ctx) = nullptr;                          // cuCtxGetCurrent
-  int (*ctx_set_current)(Handle ctx) = nullptr;                           // cuCtxSetCurrent
-  int (*event_create)(Handle* ev, unsigned flags) = nullptr;              // cuEventCreate
-  int (*event_destroy)(Handle ev) = nullptr;                              // cuEventDestroy_v2
-  int (*event_record)(Handle ev, Handle stream) = nullptr;                // cuEventRecord
-  int (*event_query)(Handle ev) = nullptr;                                // cuEventQuery
-  int (*event_elapsed_ms)(float* ms, Handle start, Handle end) = nullptr; // cuEventElapsedTime(_v2)
-  int (*stream_is_capturing)(Handle stream, int* status) = nullptr;       // cuStreamIsCapturing
+  int (*ctx_get_current)(Handle* ctx) = nullptr;              // cuCtxGetCurrent
+  int (*ctx_set_current)(Handle ctx) = nullptr;               // cuCtxSetCurrent
+  int (*event_create)(Handle* ev, unsigned flags) = nullptr;  // cuEventCreate
+  int (*event_destroy)(Handle ev) = nullptr;                  // cuEventDestroy_v2
+  int (*event_record)(Handle ev, Handle stream) = nullptr;    // cuEventRecord
+  int (*event_query)(Handle ev) = nullptr;                    // cuEventQuery
+  int (*event_elapsed_ms)(float* ms, Handle start,
+                          Handle end) = nullptr;                     // cuEventElapsedTime(_v2)
+  int (*stream_is_capturing)(Handle stream, int* status) = nullptr;  // cuStreamIsCapturing
 };
 
 inline constexpr int kGpuNotReady = 600;  // the driver's "not ready" status (work not done yet)
@@ -44,15 +45,15 @@ inline constexpr int kGpuDefaultPairs = 1024;
 
 struct GpuTimerStats {
   bool enabled = false;
-  std::string reason;          // why disabled ("" when enabled)
-  std::uint64_t begun = 0;     // begin() calls that recorded a start event
-  std::uint64_t completed = 0; // rows written with a device time
-  std::uint64_t exhausted = 0; // begin() found no free pair (row written without device time)
+  std::string reason;           // why disabled ("" when enabled)
+  std::uint64_t begun = 0;      // begin() calls that recorded a start event
+  std::uint64_t completed = 0;  // rows written with a device time
+  std::uint64_t exhausted = 0;  // begin() found no free pair (row written without device time)
   std::uint64_t skipped_capturing = 0;  // begin() on a stream being captured into a graph
-  std::uint64_t abandoned = 0;  // a begun pair never ended (the bracketed call raised)
-  std::uint64_t unfinished = 0; // rows written at stop() before the device reached their end
-  std::uint64_t errors = 0;     // driver calls that failed (the pair's row keeps no device time)
-  std::uint64_t pending = 0;    // pairs parked now
+  std::uint64_t abandoned = 0;          // a begun pair never ended (the bracketed call raised)
+  std::uint64_t unfinished = 0;  // rows written at stop() before the device reached their end
+  std::uint64_t errors = 0;      // driver calls that failed (the pair's row keeps no device time)
+  std::uint64_t pending = 0;     // pairs parked now
 };
 
 // Opens the driver library (default "libcuda.so.1") and prepares a pool of `pairs` event pairs

@@ -110,9 +110,19 @@ def _static_graphs_supported() -> bool:
         return True
 
 
-def eager_reason_v1(dispatcher, num_tokens, mode, *, force_eager=False, has_encoder_output=False,
-                    uniform_decode=False, has_lora=False, num_active_loras=0, dp_size=1,
-                    static_graphs=None) -> str:
+def eager_reason_v1(
+    dispatcher,
+    num_tokens,
+    mode,
+    *,
+    force_eager=False,
+    has_encoder_output=False,
+    uniform_decode=False,
+    has_lora=False,
+    num_active_loras=0,
+    dp_size=1,
+    static_graphs=None,
+) -> str:
     """Why vLLM's V1 dispatch answered NONE for this forward ("" when it did not).
 
     Mirrors ``CudagraphDispatcher.dispatch``'s own tests in their order; for the last two (DP
@@ -228,7 +238,12 @@ def model_forward_hooks(ctx) -> Hooks:
             key = (s.mode, s.desc)
             n = s.replays.get(key, 0) + 1
             s.replays[key] = n
-            rec.row(usage, name, rec.current_step(), (float(intern(s.mode)), *_desc_values(s.desc, s.unpadded), float(n)))
+            rec.row(
+                usage,
+                name,
+                rec.current_step(),
+                (float(intern(s.mode)), *_desc_values(s.desc, s.unpadded), float(n)),
+            )
         return _row_values(intern, s)
 
     return Hooks(before, after)
@@ -348,8 +363,14 @@ def v2_execute_model_hooks(ctx) -> Hooks:
     def after(result, self, dummy_run):
         if dummy_run or _state.desc is None:
             return
-        rec.row(table, name, rec.current_step(), _row_values(intern, _state), ts_ns=t0[0],
-                dur_ns=rec.now_ns() - t0[0])
+        rec.row(
+            table,
+            name,
+            rec.current_step(),
+            _row_values(intern, _state),
+            ts_ns=t0[0],
+            dur_ns=rec.now_ns() - t0[0],
+        )
 
     return Hooks(before, after)
 

@@ -76,7 +76,10 @@ class _Bracket:
         self.begin_gpu = core.gpu_timer_begin
         self.table = ctx.table_id(FORWARD)
         self.name = ctx.intern(ctx.target.operation)
-        self.ids = {s: ctx.intern(s) for s in ("serve", "profile", "capture", "dummy", "prefill", "decode", "mixed")}
+        self.ids = {
+            s: ctx.intern(s)
+            for s in ("serve", "profile", "capture", "dummy", "prefill", "decode", "mixed")
+        }
         self.stream = _stream_reader(core)
         self.t0 = 0
         self.pair = -1
@@ -97,7 +100,9 @@ class _Bracket:
             tokens * 1e9 / dur if dur > 0 else float("nan"),
         )
         stream = self.stream() if (self.pair >= 0 and self.stream is not None) else 0
-        self.end_row(self.pair, stream, self.table, self.name, step, 0, self.t0, dur, values, GPU_SLOT)
+        self.end_row(
+            self.pair, stream, self.table, self.name, step, 0, self.t0, dur, values, GPU_SLOT
+        )
         self.pair = -1
 
 
@@ -171,7 +176,13 @@ def v2_execute_model_hooks(ctx) -> Hooks:
 
     def after(result, self, scheduler_output, dummy_run, is_profile):
         if dummy_run or is_profile:
-            b.end(-1, "profile" if is_profile else "dummy", None, 0, scheduler_output.total_num_scheduled_tokens)
+            b.end(
+                -1,
+                "profile" if is_profile else "dummy",
+                None,
+                0,
+                scheduler_output.total_num_scheduled_tokens,
+            )
             return
         phase, reqs, tokens = phase_of(scheduler_output)
         if tokens:
