@@ -44,7 +44,7 @@ EngineCore's ``update_from_output`` rows (here and in ``cpu_operations_timing.cs
 ``engine_timestamp`` next to their ``step_id``; the API's rows record the value they received. Both
 are the same Python float printed in its shortest round-trip form, so the join is on equal text.
 
-Bounded: at most ``MAX_TRACKED`` requests are tracked per process (the rest get rows with ``nan``
+Bounded: at most ``MAX_TRACKED`` requests are tracked per process (the rest get rows with empty
 times and are counted in ``request_flow.csv``'s ``tracked`` column no more); each is dropped when it
 finishes. Recomputed tokens after a preemption are in ``preemption_events.csv`` (category
 ``preemptions``), not here: only the preemption count is, from vLLM's ``Request.num_preemptions``.
