@@ -28,7 +28,7 @@ Further operations (checked in vLLM 0.32.0):
     wrapper from the call to the end of the await (probes/async_timed.py), suspensions included.
   * API output processing + detokenization: ``OutputProcessor.process_outputs`` (v1/engine/
     output_processor.py:681). Under ``AsyncLLM`` it runs once per chunk of
-    ``VLLM_V1_OUTPUT_PROC_CHUNK_SIZE`` outputs (async_llm.py:855-868): several rows per engine step,
+    ``VLLM_V1_OUTPUT_PROC_CHUNK_SIZE`` outputs (async_llm.py:843-868): several rows per engine step,
     with the same ``engine_timestamp``.
   * Worker, V1 runner (``vllm.v1.worker.gpu_model_runner.GPUModelRunner``, the CPU default):
     ``_update_states`` (:1172), ``_prepare_inputs`` (:1920), ``_preprocess`` (:3292), all called from

@@ -19,20 +19,20 @@ EngineCore (vLLM 0.32.0, ``v1/core/sched/scheduler.py``)
   * ``Scheduler.schedule()`` (:591): first sighting of a tracked id in
     ``SchedulerOutput.scheduled_new_reqs`` (:1502) = first scheduled, at the ``schedule()`` call's
     start (vLLM's SCHEDULED event uses that instant too). Resumed requests also appear there
-    (:1417-1420, V2 runner); only the first sighting counts.
+    (:1418-1420, V2 runner); only the first sighting counts.
   * ``Scheduler.update_from_output(scheduler_output, model_runner_output)`` (:2026): a tracked
     request that was scheduled and now has ``num_output_tokens > 0`` got its first token in this
     step (only the requests still waiting for one are looked at, not the batch).
   * ``Scheduler._free_request(request)`` (:2714): every finish path goes through it exactly once
-    (a stop/length in ``update_from_output`` :2264, aborts and errors through ``finish_requests``
-    :2711); its row is the request's lifecycle row, and the tracked state is dropped there.
+    (a stop/length in ``update_from_output`` :2230, aborts and errors through ``finish_requests``
+    :2710); its row is the request's lifecycle row, and the tracked state is dropped there.
 API process (``v1/engine/output_processor.py``)
   * ``OutputProcessor.add_request`` (:616): tracked from here (arrival, queued = handed to the
     engine).
   * ``OutputProcessor.process_outputs(engine_core_outputs, engine_core_timestamp, ...)`` (:681):
     first output with tokens = first token; an output with a ``finish_reason`` (or an id in
-    ``reqs_to_abort``: a stop string the detokenizer found, :824) = finished. Under ``AsyncLLM`` it
-    runs once per chunk of ``VLLM_V1_OUTPUT_PROC_CHUNK_SIZE`` outputs (async_llm.py:855-868), so one
+    ``reqs_to_abort``: a stop string the detokenizer found, :816-820) = finished. Under ``AsyncLLM`` it
+    runs once per chunk of ``VLLM_V1_OUTPUT_PROC_CHUNK_SIZE`` outputs (async_llm.py:843-868), so one
     engine step may give several ``process_outputs`` rows with the same ``engine_timestamp``.
   * ``OutputProcessor.abort_requests`` (:552): aborted ids are finished with reason ``abort``.
 
