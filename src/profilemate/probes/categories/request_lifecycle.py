@@ -1,4 +1,4 @@
-"""Request lifecycle: one row per request when it finishes, in the EngineCore and in the API process.
+"""Request lifecycle: one row per request when it finishes, in the EngineCore and in the API.
 
 Writes ``request_lifecycle.csv`` (one row per finished request, per process that saw it) and
 ``request_flow.csv`` (one row per call of the vLLM methods this category observes, with how many
@@ -31,16 +31,16 @@ API process (``v1/engine/output_processor.py``)
     engine).
   * ``OutputProcessor.process_outputs(engine_core_outputs, engine_core_timestamp, ...)`` (:681):
     first output with tokens = first token; an output with a ``finish_reason`` (or an id in
-    ``reqs_to_abort``: a stop string the detokenizer found, :816-820) = finished. Under ``AsyncLLM`` it
-    runs once per chunk of ``VLLM_V1_OUTPUT_PROC_CHUNK_SIZE`` outputs (async_llm.py:843-868), so one
+    ``reqs_to_abort``: a stop string the detokenizer found, :816-820) = finished. Under
+    ``AsyncLLM`` it runs once per chunk of ``VLLM_V1_OUTPUT_PROC_CHUNK_SIZE`` outputs (async_llm.py:843-868), so one
     engine step may give several ``process_outputs`` rows with the same ``engine_timestamp``.
   * ``OutputProcessor.abort_requests`` (:552): aborted ids are finished with reason ``abort``.
 
 **Joining API rows to engine steps.** ``EngineCoreOutputs`` is a msgspec struct (no extra
 attributes), so no step id can travel on it. Its ``timestamp`` (``time.monotonic()`` in the
 EngineCore, set in ``__post_init__`` when ``update_from_output`` builds it, v1/engine/__init__.py:
-288-290) does travel, and the API's ``process_outputs`` receives it as ``engine_core_timestamp``. The
-EngineCore's ``update_from_output`` rows (here and in ``cpu_operations_timing.csv``) record it as
+288-290) does travel, and the API's ``process_outputs`` receives it as ``engine_core_timestamp``.
+The EngineCore's ``update_from_output`` rows (here and in ``cpu_operations_timing.csv``) record it as
 ``engine_timestamp`` next to their ``step_id``; the API's rows record the value they received. Both
 are the same Python float printed in its shortest round-trip form, so the join is on equal text.
 
