@@ -32,16 +32,17 @@ API process (``v1/engine/output_processor.py``)
   * ``OutputProcessor.process_outputs(engine_core_outputs, engine_core_timestamp, ...)`` (:681):
     first output with tokens = first token; an output with a ``finish_reason`` (or an id in
     ``reqs_to_abort``: a stop string the detokenizer found, :816-820) = finished. Under
-    ``AsyncLLM`` it runs once per chunk of ``VLLM_V1_OUTPUT_PROC_CHUNK_SIZE`` outputs (async_llm.py:843-868), so one
-    engine step may give several ``process_outputs`` rows with the same ``engine_timestamp``.
+    ``AsyncLLM`` it runs once per chunk of ``VLLM_V1_OUTPUT_PROC_CHUNK_SIZE`` outputs
+    (async_llm.py:843-868), so one engine step may give several ``process_outputs`` rows with the
+    same ``engine_timestamp``.
   * ``OutputProcessor.abort_requests`` (:552): aborted ids are finished with reason ``abort``.
 
 **Joining API rows to engine steps.** ``EngineCoreOutputs`` is a msgspec struct (no extra
 attributes), so no step id can travel on it. Its ``timestamp`` (``time.monotonic()`` in the
 EngineCore, set in ``__post_init__`` when ``update_from_output`` builds it, v1/engine/__init__.py:
 288-290) does travel, and the API's ``process_outputs`` receives it as ``engine_core_timestamp``.
-The EngineCore's ``update_from_output`` rows (here and in ``cpu_operations_timing.csv``) record it as
-``engine_timestamp`` next to their ``step_id``; the API's rows record the value they received. Both
+The EngineCore's ``update_from_output`` rows (here and in ``cpu_operations_timing.csv``) record it
+as ``engine_timestamp`` next to their ``step_id``; the API's rows record the value they received. Both
 are the same Python float printed in its shortest round-trip form, so the join is on equal text.
 
 Bounded: at most ``MAX_TRACKED`` requests are tracked per process (the rest get rows with empty
