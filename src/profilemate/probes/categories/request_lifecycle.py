@@ -42,8 +42,8 @@ attributes), so no step id can travel on it. Its ``timestamp`` (``time.monotonic
 EngineCore, set in ``__post_init__`` when ``update_from_output`` builds it, v1/engine/__init__.py:
 288-290) does travel, and the API's ``process_outputs`` receives it as ``engine_core_timestamp``.
 The EngineCore's ``update_from_output`` rows (here and in ``cpu_operations_timing.csv``) record it
-as ``engine_timestamp`` next to their ``step_id``; the API's rows record the value they received. Both
-are the same Python float printed in its shortest round-trip form, so the join is on equal text.
+as ``engine_timestamp`` next to their ``step_id``; the API's rows record the value they received.
+Both are the same Python float printed in its shortest round-trip form: the join is on equal text.
 
 Bounded: at most ``MAX_TRACKED`` requests are tracked per process (the rest get rows with empty
 times and are counted in ``request_flow.csv``'s ``tracked`` column no more); each is dropped when it
