@@ -60,9 +60,9 @@ def record_span(table: int, name: int, start_ns: int, dur_ns: int, step: int = -
 def record_instant(table: int, name: int, ts_ns: int, step: int = -1, ctx: int = 0, a0: float = 0.0, a1: float = 0.0, a2: float = 0.0, a3: float = 0.0) -> None:
     """Record an instant event."""
 
-def record_row(table: int, name: int, ts_ns: int, dur_ns: int, step: int, ctx: int, values: object) -> None:
+def record_row(table: int, name: int, ts_ns: int, dur_ns: int, step: int, ctx: int, values: object, text: object | None = None) -> None:
     """
-    Record one row of up to 16 values (a tuple or list; None = NaN) as a0..a15; ts_ns 0 = now; dur_ns > 0 records a span, else an instant.
+    Record one row of up to 16 values (a tuple or list; None = NaN) as a0..a15, and an optional text (the 'text' column, at most 112 UTF-8 bytes, e.g. a request id; it travels inside the row, never through the interner); ts_ns 0 = now; dur_ns > 0 records a span, else an instant.
     """
 
 def record_rows(table: int, name: int, ts_ns: int, step: int, ncols: int, values: object, ctx: int = 0) -> int:
