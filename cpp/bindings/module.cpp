@@ -64,6 +64,14 @@ NB_MODULE(_core, m) {
   m.def("record_instant", &pm::record_instant, "table"_a, "name"_a, "ts_ns"_a,
         "step"_a = int64_t{-1}, "ctx"_a = 0u, "a0"_a = 0.0, "a1"_a = 0.0, "a2"_a = 0.0,
         "a3"_a = 0.0, "Record an instant event.");
+  m.def("record_row", &pm::pyext::record_row_py, "table"_a, "name"_a, "ts_ns"_a, "dur_ns"_a,
+        "step"_a, "ctx"_a, "values"_a,
+        "Record one row of up to 16 values (a tuple or list; None = NaN) as a0..a15; ts_ns 0 = "
+        "now; dur_ns > 0 records a span, else an instant.");
+  m.def("record_rows", &pm::pyext::record_rows_py, "table"_a, "name"_a, "ts_ns"_a, "step"_a,
+        "ncols"_a, "values"_a, "ctx"_a = 0u,
+        "Record len(values) // ncols instant rows (values flat, row after row; ncols 1..16) in "
+        "one call; ts_ns 0 = now. Returns the number of rows recorded.");
   m.def("record_counter", &pm::record_counter, "table"_a, "name"_a, "ts_ns"_a, "value"_a,
         "step"_a = int64_t{-1}, "ctx"_a = 0u, "Record a counter sample (value lands in a0).");
 

@@ -34,21 +34,75 @@ void Pipeline::on_thread(std::int32_t tid, std::string_view name) {
 }
 
 bool Pipeline::consume(const Event* events, std::size_t n, std::int32_t tid) {
-  const TableRegistry& tables = TableRegistry::global();
-  for (std::size_t i = 0; i < n; ++i) {
+  std::size_t i = 0;
+  // A wide row split by the ring's wrap-around: its head and first continuations came in the
+  // previous run of the same ring (a row is published whole, so the rest is here).
+  if (pending_need_ > 0) {
+    if (tid != pending_tid_) {
+      ++invalid_;  // cannot happen: both runs of one ring are drained back to back
+      pending_need_ = 0;
+    } else {
+      while (pending_need_ > 0 && i < n && events[i].kind() == EventKind::kRowExt) {
+        take_ext(events[i++]);
+      }
+      if (pending_need_ > 0) {
+        if (i == n) return !failed_;
+        ++invalid_;  // a head without its continuations (cannot happen either)
+        pending_need_ = 0;
+      } else if (!emit(pending_head_, tid)) {
+        return false;
+      }
+    }
+  }
+  for (; i < n; ++i) {
     const Event& e = events[i];
-    const TableDef* t = tables.get(e.table());
-    if (t == nullptr) {  // recorded against a table id that was never defined
+    if (e.kind() == EventKind::kRowExt) {  // a continuation without its head
       ++invalid_;
       continue;
     }
-    agg_.add(e);
-    if (failed_) continue;
-    for (Sink* s : sinks_) {
-      if (!s->on_event(e, *t, tid)) return fail(*s);
+    const std::uint32_t ext = e.ext_count();
+    if (ext == 0) {
+      more_.fill(0.0);
+      if (!emit(e, tid)) return false;
+      continue;
     }
+    pending_head_ = e;
+    pending_tid_ = tid;
+    pending_need_ = ext > static_cast<std::uint32_t>(kMaxRowExt) ? kMaxRowExt : ext;
+    pending_got_ = 0;
+    more_.fill(0.0);
+    while (pending_need_ > 0 && i + 1 < n && events[i + 1].kind() == EventKind::kRowExt) {
+      take_ext(events[++i]);
+    }
+    if (pending_need_ > 0) {
+      if (i + 1 == n) return !failed_;  // the rest comes with the next run
+      ++invalid_;
+      pending_need_ = 0;
+      continue;
+    }
+    if (!emit(pending_head_, tid)) return false;
   }
   return !failed_;
+}
+
+void Pipeline::take_ext(const Event& c) {
+  for (int j = 0; j < 4; ++j) more_[static_cast<std::size_t>(4 * pending_got_ + j)] = c.args[j];
+  ++pending_got_;
+  --pending_need_;
+}
+
+bool Pipeline::emit(const Event& e, std::int32_t tid) {
+  const TableDef* t = TableRegistry::global().get(e.table());
+  if (t == nullptr) {  // recorded against a table id that was never defined
+    ++invalid_;
+    return true;
+  }
+  agg_.add(e);
+  if (failed_) return true;  // after an I/O error: aggregates only, nothing more is written
+  for (Sink* s : sinks_) {
+    if (!s->on_event(e, more_.data(), *t, tid)) return fail(*s);
+  }
+  return true;
 }
 
 bool Pipeline::flush() {

@@ -3,6 +3,7 @@
 // and benchmarks can drive it synchronously (tests/cpp/test_golden.cpp does, with fixed input).
 #pragma once
 
+#include <array>
 #include <memory>
 #include <vector>
 
@@ -40,6 +41,8 @@ class Pipeline {
 
  private:
   bool fail(Sink& s);
+  bool emit(const Event& e, std::int32_t tid);  // one whole row to the aggregates and sinks
+  void take_ext(const Event& continuation);
 
   ProcessInfo info_;
   StringCache strings_;
@@ -50,6 +53,13 @@ class Pipeline {
   IoError error_;
   bool failed_ = false;
   std::uint64_t invalid_ = 0;
+  // The row being assembled: values a4.. of its continuations, and a head whose continuations
+  // continue in the next drained run (the ring's wrap-around).
+  std::array<double, kMaxRowValues - 4> more_{};
+  Event pending_head_{};
+  std::int32_t pending_tid_ = 0;
+  std::uint32_t pending_need_ = 0;
+  std::uint32_t pending_got_ = 0;
 };
 
 }  // namespace profilemate

@@ -5,6 +5,7 @@
 
 #include <nanobind/nanobind.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <exception>
 
@@ -17,6 +18,15 @@ nanobind::object timed(nanobind::handle fn, std::uint32_t table, std::uint32_t n
                        nanobind::handle params, bool sets_step, nanobind::handle on_error);
 // The TimedCallable type object (created on first use).
 nanobind::handle timed_type();
+
+// record_row(table, name, ts_ns, dur_ns, step, ctx, values): one row of up to 16 values (ts_ns 0
+// = now; dur_ns > 0 makes it a span). record_rows(table, name, ts_ns, step, ncols, values, ctx):
+// len(values) / ncols instant rows in one call, the loop in C++; returns the rows recorded.
+void record_row_py(std::uint32_t table, std::uint32_t name, std::int64_t ts_ns, std::int64_t dur_ns,
+                   std::int64_t step, std::uint32_t ctx, nanobind::handle values);
+std::size_t record_rows_py(std::uint32_t table, std::uint32_t name, std::int64_t ts_ns,
+                           std::int64_t step, int ncols, nanobind::handle values,
+                           std::uint32_t ctx);
 
 // profilemate::OsError -> OSError(errno, message, path); other exceptions pass through.
 void translate_errors(const std::exception_ptr& p, void*);

@@ -15,9 +15,9 @@
 // (None when there is none). So a hook is a plain function of exactly the values it reads -- no
 // *args tuple, no **kwargs dict per call.
 // A hook returns None, a number, or a tuple of numbers (None inside a tuple = NaN); the values fill
-// the row's a0..a3 in order, the before hook's first. With sets_step, the before hook's first value
-// is the engine step id: it becomes the process's current step *before* fn runs (so events recorded
-// inside fn carry it) and is not one of the row's values.
+// the row's a0..a15 in order, the before hook's first. With sets_step, the before hook's first
+// value is the engine step id: it becomes the process's current step *before* fn runs (so events
+// recorded inside fn carry it) and is not one of the row's values.
 //
 // Never break the host: a hook that raises (or returns something that is not numbers) is switched
 // off for this wrapper, counted (hook_errors), and reported once through on_error(exc) -- or, with
@@ -54,7 +54,7 @@ namespace nb = nanobind;
 namespace profilemate::pyext {
 namespace {
 
-constexpr int kMaxValues = 4;  // a0..a3 of an Event
+constexpr int kMaxValues = kMaxRowValues;  // a0..a15 of a row (engine.hpp: record_row)
 constexpr Py_ssize_t kMaxParams = 8;
 
 struct Param {
@@ -154,10 +154,10 @@ PyObject* hook_failed(TimedObject* t) {
 }
 
 // Appends a hook's return value to vals. Returns -1 with an exception set when it is not None, a
-// number, or a tuple of numbers/None, or when there would be more than kMaxValues.
-int take_values(PyObject* r, double* vals, int& n) {
+// number, or a tuple of numbers/None, or when there would be more than `limit` values in all.
+int take_values(PyObject* r, double* vals, int& n, int limit = kMaxValues) {
   auto one = [&](PyObject* v) -> int {
-    if (n >= kMaxValues) {
+    if (n >= limit) {
       PyErr_Format(PyExc_ValueError, "probe hooks returned more than %d values", kMaxValues);
       return -1;
     }
@@ -233,7 +233,7 @@ PyObject* timed_vectorcall(PyObject* self, PyObject* const* args, size_t nargsf,
     return result;
   }
 
-  double vals[kMaxValues] = {0, 0, 0, 0};
+  double vals[kMaxValues + 1] = {};  // + the step a sets_step before hook returns first
   int n = 0;
   std::int64_t step = -1;
   bool have_step = false;
@@ -246,7 +246,7 @@ PyObject* timed_vectorcall(PyObject* self, PyObject* const* args, size_t nargsf,
     // stack[0] is free during this call: the offset flag lets a callee borrow it.
     PyObject* r = PyObject_Vectorcall(t->before, stack + 1,
                                       hook_nargs | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr);
-    if (r == nullptr || take_values(r, vals, n) < 0) {
+    if (r == nullptr || take_values(r, vals, n, kMaxValues + (t->sets_step ? 1 : 0)) < 0) {
       interrupt = hook_failed(t);
       n = 0;
     } else if (t->sets_step && n > 0) {
@@ -274,11 +274,12 @@ PyObject* timed_vectorcall(PyObject* self, PyObject* const* args, size_t nargsf,
         interrupt = intr;
       }
       for (int i = before_n; i < kMaxValues; ++i) vals[i] = 0;
+      n = before_n;
     }
     Py_XDECREF(r);
   }
-  record_span(t->table, t->name, start, end - start, have_step ? step : current_step(), t->ctx,
-              vals[0], vals[1], vals[2], vals[3]);
+  record_row(EventKind::kSpan, t->table, t->name, start, end - start,
+             have_step ? step : current_step(), t->ctx, vals, n);
   if (interrupt != nullptr) {
     if (result == nullptr) {  // fn's own exception came later: it wins
       Py_DECREF(interrupt);

@@ -14,8 +14,9 @@ std::uint32_t arg_as_id(double v) {
 
 CsvSink::CsvSink(const ProcessInfo& info, StringCache& strings) : info_(info), strings_(strings) {}
 
-void CsvSink::format_row(fmt::OutBuf& out, const Event& e, const TableDef& table, std::int32_t tid,
-                         const ProcessInfo& info, StringCache& strings) {
+void CsvSink::format_row(fmt::OutBuf& out, const Event& e, const double* more,
+                         const TableDef& table, std::int32_t tid, const ProcessInfo& info,
+                         StringCache& strings) {
   // One reservation for all numeric columns; a string column re-reserves for its own length plus
   // what may follow (the only place the buffer can move), so each field is a raw pointer write.
   constexpr std::size_t kPerColumn = fmt::kMaxNumberChars + 1;
@@ -55,15 +56,40 @@ void CsvSink::format_row(fmt::OutBuf& out, const Event& e, const TableDef& table
       case ColumnSource::kA1:
       case ColumnSource::kA2:
       case ColumnSource::kA3:
+      case ColumnSource::kA4:
+      case ColumnSource::kA5:
+      case ColumnSource::kA6:
+      case ColumnSource::kA7:
+      case ColumnSource::kA8:
+      case ColumnSource::kA9:
+      case ColumnSource::kA10:
+      case ColumnSource::kA11:
+      case ColumnSource::kA12:
+      case ColumnSource::kA13:
+      case ColumnSource::kA14:
+      case ColumnSource::kA15:
         p = fmt::write_double(
-            p, e.args[static_cast<int>(src) - static_cast<int>(ColumnSource::kA0)], false);
+            p, row_value(e, more, static_cast<int>(src) - static_cast<int>(ColumnSource::kA0)),
+            false);
         break;
       case ColumnSource::kS0:
       case ColumnSource::kS1:
       case ColumnSource::kS2:
       case ColumnSource::kS3:
-        put_string(strings.csv(arg_as_id(
-                       e.args[static_cast<int>(src) - static_cast<int>(ColumnSource::kS0)])),
+      case ColumnSource::kS4:
+      case ColumnSource::kS5:
+      case ColumnSource::kS6:
+      case ColumnSource::kS7:
+      case ColumnSource::kS8:
+      case ColumnSource::kS9:
+      case ColumnSource::kS10:
+      case ColumnSource::kS11:
+      case ColumnSource::kS12:
+      case ColumnSource::kS13:
+      case ColumnSource::kS14:
+      case ColumnSource::kS15:
+        put_string(strings.csv(arg_as_id(row_value(
+                       e, more, static_cast<int>(src) - static_cast<int>(ColumnSource::kS0)))),
                    i);
         break;
       case ColumnSource::kPid:
@@ -83,7 +109,8 @@ bool CsvSink::fail(const std::string& path, int err) {
   return false;
 }
 
-bool CsvSink::on_event(const Event& e, const TableDef& table, std::int32_t tid) {
+bool CsvSink::on_event(const Event& e, const double* more, const TableDef& table,
+                       std::int32_t tid) {
   if (error_.err != 0) return false;
   auto& slot = files_[table.id];
   if (!slot) {
@@ -98,7 +125,7 @@ bool CsvSink::on_event(const Event& e, const TableDef& table, std::int32_t tid) 
     header.push_back('\n');
     slot->buf().append(header);
   }
-  format_row(slot->buf(), e, table, tid, info_, strings_);
+  format_row(slot->buf(), e, more, table, tid, info_, strings_);
   ++rows_;
   if (int err = slot->maybe_write_early()) return fail(slot->path(), err);
   return true;

@@ -20,14 +20,22 @@ struct ProcessInfo {
   std::int64_t session_start_ns = 0;
 };
 
+// Value i (0 .. kMaxRowValues-1) of a row.
+inline double row_value(const Event& e, const double* more, int i) noexcept {
+  return i < 4 ? e.args[i] : more[i - 4];
+}
+
 class Sink {
  public:
   virtual ~Sink() = default;
 
   // A recording thread seen for the first time this session.
   virtual void on_thread(std::int32_t tid, std::string_view name) = 0;
-  // One event. Returns false when an I/O error happened (reported through take_error()).
-  virtual bool on_event(const Event& e, const TableDef& table, std::int32_t tid) = 0;
+  // One row: its head event and the values past a3 (`more[k]` = a(4+k), kMaxRowValues - 4 of
+  // them, zero when the row has fewer). Returns false when an I/O error happened (reported
+  // through take_error()).
+  virtual bool on_event(const Event& e, const double* more, const TableDef& table,
+                        std::int32_t tid) = 0;
   // Writes what was formatted. Returns false on an I/O error.
   virtual bool flush() = 0;
   // End of session: write trailers (a flush() follows).

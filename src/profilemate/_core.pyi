@@ -60,6 +60,16 @@ def record_span(table: int, name: int, start_ns: int, dur_ns: int, step: int = -
 def record_instant(table: int, name: int, ts_ns: int, step: int = -1, ctx: int = 0, a0: float = 0.0, a1: float = 0.0, a2: float = 0.0, a3: float = 0.0) -> None:
     """Record an instant event."""
 
+def record_row(table: int, name: int, ts_ns: int, dur_ns: int, step: int, ctx: int, values: object) -> None:
+    """
+    Record one row of up to 16 values (a tuple or list; None = NaN) as a0..a15; ts_ns 0 = now; dur_ns > 0 records a span, else an instant.
+    """
+
+def record_rows(table: int, name: int, ts_ns: int, step: int, ncols: int, values: object, ctx: int = 0) -> int:
+    """
+    Record len(values) // ncols instant rows (values flat, row after row; ncols 1..16) in one call; ts_ns 0 = now. Returns the number of rows recorded.
+    """
+
 def record_counter(table: int, name: int, ts_ns: int, value: float, step: int = -1, ctx: int = 0) -> None:
     """Record a counter sample (value lands in a0)."""
 

@@ -216,6 +216,45 @@ Files run_empty(const std::string& dir) {
   return collect(dir, p, facts);
 }
 
+// Wide rows (a0..a15, s-columns past a3): a head plus its continuation events, one row split
+// across two drained runs (the ring's wrap-around), and a stray continuation (counted invalid).
+Files run_wide(const std::string& dir) {
+  std::vector<std::pair<std::string, std::string>> cols = {{"step", "step"}, {"name", "name"}};
+  for (int i = 0; i < 16; ++i) {
+    cols.emplace_back("v" + std::to_string(i), (i == 9 ? "s" : "a") + std::to_string(i));
+  }
+  const auto wide = pm::define_table("golden_wide", cols);
+  const auto row = pm::intern("row");
+  const auto reason = id_arg("kv_cache");
+  auto ext = [&](std::int64_t step, double a0, double a1, double a2, double a3) {
+    return event(pm::EventKind::kRowExt, wide, row, kStart, 0, step, 0, a0, a1, a2, a3);
+  };
+  auto head = [&](std::int64_t step, std::uint32_t n_ext, double base) {
+    pm::Event e = event(pm::EventKind::kInstant, wide, row, kStart + step * 1000, 0, step, 0, base,
+                        base + 1, base + 2, base + 3);
+    e.meta = pm::Event::pack_meta(step, wide, pm::EventKind::kInstant, n_ext);
+    return e;
+  };
+  pm::Pipeline p(process_info(dir, "wide"), /*trace=*/true);
+  EXPECT_TRUE(p.open());
+  p.on_thread(7, "engine");
+  const std::vector<pm::Event> run1 = {
+      head(1, 3, 0),          ext(1, 4, 5, 6, 7),    ext(1, 8, reason, 10, 11),
+      ext(1, 12, 13, 14, 15), head(2, 0, 20),         // four values only: the rest print 0
+      ext(2, 99, 99, 99, 99),                         // a continuation without its head: not a row
+      head(3, 2, 30),         ext(3, 34, 35, 36, 37)  // ... its second continuation wraps around
+  };
+  EXPECT_TRUE(p.consume(run1.data(), run1.size(), 7));
+  const std::vector<pm::Event> run2 = {ext(3, 38, reason, 40, 41), head(4, 1, 50),
+                                       ext(4, 54, 55, 56, 57)};
+  EXPECT_TRUE(p.consume(run2.data(), run2.size(), 7));
+  EXPECT_EQ(p.invalid_events(), 1u);
+  EXPECT_TRUE(p.finish());
+  pm::SummaryFacts facts = fixed_facts(p);
+  facts.recorded = 4;
+  return collect(dir, p, facts);
+}
+
 // Where two texts first differ, with the line there, for a readable failure.
 std::string first_difference(const std::string& want, const std::string& got) {
   std::size_t i = 0;
@@ -268,6 +307,11 @@ void check_against_golden(const std::string& name, const Files& actual) {
 TEST(Golden, Basic) {
   pmtest::TempDir tmp;
   check_against_golden("basic", run_basic(tmp.path()));
+}
+
+TEST(Golden, WideRows) {
+  pmtest::TempDir tmp;
+  check_against_golden("wide", run_wide(tmp.path()));
 }
 
 TEST(Golden, Empty) {

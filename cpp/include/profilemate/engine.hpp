@@ -163,6 +163,53 @@ inline void record(EventKind kind, std::uint32_t table, std::uint32_t name, std:
   ring->publish();
 }
 
+// Records one row of up to kMaxRowValues values (v[0..n-1] -> a0..); values past 4 travel in
+// continuation events written with the head and published together (a full ring drops the whole
+// row, counted once). n <= 4 is exactly record().
+inline void record_row(EventKind kind, std::uint32_t table, std::uint32_t name, std::int64_t ts_ns,
+                       std::int64_t dur_ns, std::int64_t step, std::uint32_t ctx, const double* v,
+                       int n) noexcept {
+  if (n <= 4) {
+    record(kind, table, name, ts_ns, dur_ns, step, ctx, n > 0 ? v[0] : 0, n > 1 ? v[1] : 0,
+           n > 2 ? v[2] : 0, n > 3 ? v[3] : 0);
+    return;
+  }
+  if (n > kMaxRowValues) n = kMaxRowValues;
+  const std::uint32_t epoch = detail::g_epoch.load(std::memory_order_relaxed);
+  if (epoch == 0) return;
+  if (table >= kMaxTables) [[unlikely]] {
+    detail::g_invalid_table.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  Ring* ring = detail::tls_ring;
+  if (detail::tls_epoch != epoch) [[unlikely]] {
+    ring = detail::register_thread(epoch);
+    if (ring == nullptr) return;
+  }
+  const std::uint32_t ext = static_cast<std::uint32_t>((n - 4 + 3) / 4);
+  if (!ring->try_reserve_n(table, 1 + ext)) return;
+  Event& h = ring->slot(0);
+  h.ts_ns = ts_ns;
+  h.dur_ns = dur_ns;
+  for (int i = 0; i < 4; ++i) h.args[i] = v[i];
+  h.name = name;
+  h.ctx = ctx;
+  h.meta = Event::pack_meta(step, table, kind, ext);
+  for (std::uint32_t k = 1; k <= ext; ++k) {
+    Event& c = ring->slot(k);
+    c.ts_ns = ts_ns;
+    c.dur_ns = 0;
+    for (int i = 0; i < 4; ++i) {
+      const int j = static_cast<int>(4 * k) + i;
+      c.args[i] = j < n ? v[j] : 0.0;
+    }
+    c.name = name;
+    c.ctx = 0;
+    c.meta = Event::pack_meta(step, table, EventKind::kRowExt);
+  }
+  ring->publish_n(1 + ext);
+}
+
 inline void record_span(std::uint32_t table, std::uint32_t name, std::int64_t start_ns,
                         std::int64_t dur_ns, std::int64_t step = -1, std::uint32_t ctx = 0,
                         double a0 = 0, double a1 = 0, double a2 = 0, double a3 = 0) noexcept {

@@ -17,7 +17,16 @@ enum class EventKind : std::uint8_t {
   kSpan = 0,     // complete span: ts_ns = start, dur_ns = duration (trace "ph":"X")
   kInstant = 1,  // a point in time (trace "ph":"i")
   kCounter = 2,  // a sampled value in args[0] (trace "ph":"C")
+  // Continuation of a wide row: carries the row's values 4*k .. 4*k+3 in args[0..3]. A row with
+  // more than four values is one head event (any kind above, its ext_count() = number of
+  // continuations) followed by its continuations in the same ring, published together, so the
+  // collector always sees a whole row (engine.hpp: record_row).
+  kRowExt = 3,
 };
+
+// Values one row can carry: a0..a15 (the head's four plus three continuations of four).
+inline constexpr int kMaxRowValues = 16;
+inline constexpr int kMaxRowExt = (kMaxRowValues - 4) / 4;
 
 // Tables are the CSV files of one process; the id fits in 8 bits (see kMaxTables).
 inline constexpr std::uint32_t kMaxTables = 256;
@@ -28,21 +37,27 @@ struct alignas(64) Event {
   double args[4];       // a0..a3; a slot may also carry an interned string id (s0..s3 columns)
   std::uint32_t name;   // interned id
   std::uint32_t ctx;    // interned id, 0 = none
-  // step (48-bit signed) << 16 | table << 8 | kind. Packed by hand rather than with bitfields so
-  // the layout does not depend on the ABI's bitfield rules. 48 bits hold 1.4e14 steps.
+  // step (48-bit signed) << 16 | table << 8 | continuations << 4 | kind. Packed by hand rather
+  // than with bitfields so the layout does not depend on the ABI's bitfield rules. 48 bits hold
+  // 1.4e14 steps.
   std::uint64_t meta;
 
-  static constexpr std::uint64_t pack_meta(std::int64_t step, std::uint32_t table,
-                                           EventKind kind) noexcept {
+  static constexpr std::uint64_t pack_meta(std::int64_t step, std::uint32_t table, EventKind kind,
+                                           std::uint32_t ext = 0) noexcept {
     return (static_cast<std::uint64_t>(step) << 16) |
-           (static_cast<std::uint64_t>(table & 0xffu) << 8) | static_cast<std::uint64_t>(kind);
+           (static_cast<std::uint64_t>(table & 0xffu) << 8) |
+           (static_cast<std::uint64_t>(ext & 0xfu) << 4) | static_cast<std::uint64_t>(kind);
   }
   // Arithmetic right shift of a signed value is defined in C++20, so -1 round-trips.
   constexpr std::int64_t step() const noexcept { return static_cast<std::int64_t>(meta) >> 16; }
   constexpr std::uint32_t table() const noexcept {
     return static_cast<std::uint32_t>((meta >> 8) & 0xffu);
   }
-  constexpr EventKind kind() const noexcept { return static_cast<EventKind>(meta & 0xffu); }
+  constexpr EventKind kind() const noexcept { return static_cast<EventKind>(meta & 0xfu); }
+  // How many kRowExt events follow this one (0 for a row of at most four values).
+  constexpr std::uint32_t ext_count() const noexcept {
+    return static_cast<std::uint32_t>((meta >> 4) & 0xfu);
+  }
 };
 
 static_assert(sizeof(Event) == 64, "an Event must be exactly one cache line");

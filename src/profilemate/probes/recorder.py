@@ -20,6 +20,8 @@ class CoreRecorder:
         self.current_step = core.current_step
         self.span = core.record_span
         self.instant = core.record_instant
+        self._row = core.record_row
+        self._rows = core.record_rows
 
     def table(self, table) -> int:
         """The id of a ``spec.Table`` (defined in the core on first use)."""
@@ -38,6 +40,25 @@ class CoreRecorder:
             sid = self._core.intern(s)
             self._strings[s] = sid
         return sid
+
+    def row(
+        self,
+        table: int,
+        name: int,
+        step: int,
+        values,
+        ts_ns: int = 0,
+        dur_ns: int = 0,
+        ctx_id: int = 0,
+    ) -> None:
+        """One row of up to 16 values (tuple/list, None = NaN) with one C++ call; ts_ns 0 = now."""
+        self._row(table, name, ts_ns, dur_ns, step, ctx_id, values)
+
+    def rows(
+        self, table: int, name: int, step: int, ncols: int, flat_values, ts_ns: int = 0
+    ) -> int:
+        """``len(flat_values) // ncols`` rows in ONE C++ call (the loop is in C++)."""
+        return self._rows(table, name, ts_ns, step, ncols, flat_values)
 
     def timed(self, fn: Callable, table: int, name: int, ctx: int = 0, **hooks) -> Callable:
         """``_core.timed``: before/after/sets_step/on_error as keywords."""

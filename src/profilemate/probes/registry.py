@@ -30,10 +30,12 @@ log = logging.getLogger("profilemate")
 
 APPLIED, PENDING, SKIPPED, FAILED = "applied", "pending", "skipped", "failed"
 
-# Every wrapper this process installed, by id: a C++ TimedCallable cannot carry a marker attribute,
-# so "is this already ours?" is answered by identity. Shared by all registries of the process, so a
-# second registry never wraps the first one's wrapper.
+# Every wrapper this process installed, by id, with the target it serves: a C++ TimedCallable
+# cannot carry a marker attribute, so "is this already ours?" is answered by identity. Shared by
+# all registries of the process, so a second registry never wraps a wrapper of the same target
+# again; a wrapper of ANOTHER target at the same site is wrapped (targets stack).
 _LIVE_WRAPPERS: dict[int, Any] = {}
+_WRAPPER_TARGET: dict[int, str] = {}
 _MISSING = object()
 
 _fault_inject = False
@@ -132,6 +134,17 @@ def is_wrapper(obj: Any) -> bool:
     return id(func) in _LIVE_WRAPPERS and _LIVE_WRAPPERS[id(func)] is func
 
 
+def _wrapper_target(obj: Any) -> str | None:
+    """The target key a live wrapper of ours serves (None: not one of ours)."""
+    func = obj.__func__ if isinstance(obj, staticmethod | classmethod) else obj
+    return _WRAPPER_TARGET.get(id(func)) if is_wrapper(func) else None
+
+
+def target_key(t: Target, site: Site) -> str:
+    """One target at one site: several targets (of one category or several) may share a site."""
+    return f"{site.key}|{t.category}.{t.operation}>{t.table.name}"
+
+
 def module_file_exists(name: str) -> bool | None:
     """Whether ``name`` can be imported, judged from the files of its nearest imported package.
 
@@ -200,9 +213,13 @@ class Registry:
         self._states: dict[str, _SiteState] = {}
         for t in targets:
             for site in t.sites:
-                if site.key in self._states:
-                    raise ValueError(f"duplicate target {site.key}")
-                self._states[site.key] = _SiteState(t, site)
+                key = target_key(t, site)
+                if key in self._states:
+                    raise ValueError(
+                        f"duplicate target {site.key} ({t.operation} -> {t.table.name})"
+                    )
+                self._states[key] = _SiteState(t, site)
+        self._applied_order: list[_SiteState] = []  # stacked wrappers come off in reverse
         self._recorder = recorder
         self._watchdog = watchdog
         self.vllm_version = vllm_version
@@ -234,6 +251,10 @@ class Registry:
             self._watchdog.unregister(module_name, self._module_loaded)
         with self._lock:
             self._active = False
+            # Newest first: a wrapper stacked on another target's comes off before it.
+            for st in reversed(self._applied_order):
+                self._unpatch(st)
+            self._applied_order.clear()
             for st in self._states.values():
                 self._unpatch(st)
         self._changed()
@@ -256,15 +277,18 @@ class Registry:
     # --- status -------------------------------------------------------------------------------
     def status(self) -> list[dict]:
         with self._lock:
-            # A target's sites are alternatives: once one is applied, the others say so.
+            # A target's sites are alternatives: once its main site is applied, the others say so
+            # (an applied older location leaves the main site's own reason in place).
             applied = {
-                st.site.key: st.site.key for st in self._states.values() if st.state == APPLIED
+                id(st.target): st.site.key
+                for st in self._states.values()
+                if st.state == APPLIED and st.site is st.target.site
             }
             rows = []
             for st in self._states.values():
                 t, site = st.target, st.site
                 state, reason = st.state, st.reason
-                other = applied.get(t.key)
+                other = applied.get(id(t))
                 if state in (PENDING, SKIPPED) and other and other != site.key:
                     state, reason = SKIPPED, f"alternative {other} is applied"
                 rows.append(
@@ -333,10 +357,13 @@ class Registry:
                 owner, attr, raw = _resolve(module, site.qualname)
             except AttributeError as e:
                 return self._set(st, SKIPPED, f"{e} (vLLM {self.vllm_version or 'unknown'})")
-            if is_wrapper(raw):
+            key = target_key(t, site)
+            owner_key = _wrapper_target(raw)
+            if owner_key == key:
                 if st.state == APPLIED:
                     return False  # idempotent: the same module object seen again
                 return self._set(st, APPLIED, "already wrapped")
+            # owner_key of another target: its wrapper is what we wrap (targets stack).
             try:
                 func, rewrap = _unwrap_descriptor(raw)
                 if not callable(func):
@@ -366,10 +393,12 @@ class Registry:
                 previous = owner.__dict__.get(attr, _MISSING) if hasattr(owner, "__dict__") else raw
                 setattr(owner, attr, installed)
                 _LIVE_WRAPPERS[id(wrapper)] = wrapper
+                _WRAPPER_TARGET[id(wrapper)] = key
                 patch = _Patch(owner, attr, previous, installed, wrapper)
                 if t.rebind and isinstance(owner, ModuleType):
                     patch.rebinds = _rebind(module.__name__, attr, func, installed, owner)
                 st.patches.append(patch)
+                self._applied_order.append(st)
             except Exception as e:
                 st.error = f"{type(e).__name__}: {e}"
                 log.warning("could not patch %s: %s", site.key, st.error)
@@ -420,6 +449,7 @@ class Registry:
             except Exception as e:  # a read-only owner, a vanished module: report, carry on
                 log.warning("could not unpatch %s: %s", st.site.key, e)
             _LIVE_WRAPPERS.pop(id(p.wrapper), None)
+            _WRAPPER_TARGET.pop(id(p.wrapper), None)
         st.patches.clear()
         if st.state == APPLIED:
             st.state, st.reason = PENDING, "unpatched (profiling disabled)"

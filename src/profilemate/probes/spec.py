@@ -12,7 +12,9 @@ A category is one module under ``profilemate/probes/categories/`` (see docs/PROB
 
 Every target is wrapped by the C++ ``_core.timed``: C++ takes both timestamps, calls vLLM's
 function exactly once and records one row; the optional Python hooks only pull numbers off vLLM's
-objects and return them as the row's values (``a0..a3``). A hook is a plain function of the vLLM
+objects and return them as the row's values (``a0..a15``). Several targets may name one site
+(e.g. ``Scheduler.schedule`` for the CPU-time, KV-cache and batch categories): the registry stacks
+their wrappers, each records its own row. A hook is a plain function of the vLLM
 parameters it reads, by name: ``before(self, scheduler_output)``, ``after(result, self)`` (the
 result first; both hooks read the same names). The registry resolves those names against vLLM's
 signature once, at patch time (position, keyword, default), and the C++ wrapper hands the hooks
@@ -34,8 +36,11 @@ ENGINECORE = ("enginecore",)
 WORKER = ("worker",)
 
 # Column sources the C++ core understands (docs/CORE_API.md, `define_table`).
+MAX_VALUES = 16  # a row carries a0..a15 (numbers) / s0..s15 (the same slots as interned strings)
 SOURCES = frozenset(
-    "ts_sec end_sec dur_ms dur_us step name ctx a0 a1 a2 a3 s0 s1 s2 s3 pid tid".split()
+    "ts_sec end_sec dur_ms dur_us step name ctx pid tid".split()
+    + [f"a{i}" for i in range(MAX_VALUES)]
+    + [f"s{i}" for i in range(MAX_VALUES)]
 )
 
 
@@ -112,6 +117,11 @@ class HookContext:
 
     def intern(self, s: str) -> int:
         return self.recorder.intern(s)
+
+    @property
+    def table(self) -> int:
+        """The id of the target's own table."""
+        return self.recorder.table(self.target.table)
 
 
 @dataclass(frozen=True)

@@ -62,9 +62,30 @@ class Ring {
     return &slots_[h & mask_];
   }
   void publish() noexcept {
+    count_row();
     head_.store(head_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
   }
-  bool push(const Event& e) noexcept {
+  // A wide row: reserve n consecutive slots (all or none; a refusal counts one dropped row), fill
+  // slot(0) .. slot(n-1), then publish_n(n) makes them visible to the collector at once.
+  bool try_reserve_n(std::uint32_t table, std::uint64_t n) noexcept {
+    const std::uint64_t h = head_.load(std::memory_order_relaxed);
+    if (h + n - cached_tail_ > capacity_) {
+      cached_tail_ = tail_.load(std::memory_order_acquire);
+      if (h + n - cached_tail_ > capacity_) {
+        count_drop(table);
+        return false;
+      }
+    }
+    return true;
+  }
+  Event& slot(std::uint64_t k) noexcept {
+    return slots_[(head_.load(std::memory_order_relaxed) + k) & mask_];
+  }
+  void publish_n(std::uint64_t n) noexcept {
+    count_row();
+    head_.store(head_.load(std::memory_order_relaxed) + n, std::memory_order_release);
+  }
+  bool push(const Event& e) noexcept {  // one slot (no continuations)
     Event* slot = try_reserve(e.table());
     if (slot == nullptr) return false;
     *slot = e;
@@ -96,7 +117,8 @@ class Ring {
   }
 
   // ---- counters (written by the producer, read by anyone) ----
-  std::uint64_t pushed() const noexcept { return head_.load(std::memory_order_acquire); }
+  // Rows published (a wide row's continuation slots are not rows). Monotonic.
+  std::uint64_t pushed() const noexcept { return rows_.load(std::memory_order_acquire); }
   std::uint64_t dropped() const noexcept { return dropped_.load(std::memory_order_relaxed); }
   std::uint64_t dropped_for(std::uint32_t table) const noexcept {
     return dropped_by_table_[table & 0xffu].load(std::memory_order_relaxed);
@@ -111,6 +133,9 @@ class Ring {
   bool orphaned() const noexcept { return orphaned_.load(std::memory_order_acquire); }
 
  private:
+  void count_row() noexcept {  // single writer: no locked instruction
+    rows_.store(rows_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+  }
   void count_drop(std::uint32_t table) noexcept {
     // Single writer: a relaxed load + store is enough (and avoids a locked instruction).
     dropped_.store(dropped_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
@@ -121,6 +146,7 @@ class Ring {
   // Producer line.
   alignas(64) std::atomic<std::uint64_t> head_{0};
   std::uint64_t cached_tail_ = 0;
+  std::atomic<std::uint64_t> rows_{0};
   std::atomic<std::uint64_t> dropped_{0};
   // Consumer line.
   alignas(64) std::atomic<std::uint64_t> tail_{0};

@@ -1,0 +1,88 @@
+// record_row / record_rows: rows a hook records besides its own (a preemption, a finished
+// request, a batch of evictions), with up to kMaxRowValues values each, in one call. The values
+// come as a tuple or list (None = NaN); record_rows loops over many rows here, in C++, so a hook
+// hands a whole step's worth of rows over in one crossing.
+#include <Python.h>
+
+#include <limits>
+
+#include "profilemate/clock.hpp"
+#include "profilemate/engine.hpp"
+#include "pyext/pyext.hpp"
+
+namespace nb = nanobind;
+
+namespace profilemate::pyext {
+namespace {
+
+// values[i] as a double (None -> NaN); false with a Python error set when it is not a number.
+bool as_double(PyObject* v, double& out) {
+  if (v == Py_None) {
+    out = std::numeric_limits<double>::quiet_NaN();
+    return true;
+  }
+  if (PyFloat_CheckExact(v)) {
+    out = PyFloat_AS_DOUBLE(v);
+    return true;
+  }
+  out = PyFloat_AsDouble(v);  // ints, bools, numpy scalars, objects with __float__
+  return !(out == -1.0 && PyErr_Occurred());
+}
+
+struct FastSeq {
+  explicit FastSeq(nb::handle values)
+      : seq(PySequence_Fast(values.ptr(), "profilemate: values must be a tuple or a list")) {
+    if (seq == nullptr) throw nb::python_error();
+  }
+  ~FastSeq() { Py_DECREF(seq); }
+  FastSeq(const FastSeq&) = delete;
+  FastSeq& operator=(const FastSeq&) = delete;
+  Py_ssize_t size() const { return PySequence_Fast_GET_SIZE(seq); }
+  PyObject** items() const { return PySequence_Fast_ITEMS(seq); }
+  PyObject* seq;
+};
+
+}  // namespace
+
+void record_row_py(std::uint32_t table, std::uint32_t name, std::int64_t ts_ns, std::int64_t dur_ns,
+                   std::int64_t step, std::uint32_t ctx, nb::handle values) {
+  if (!recording()) return;
+  FastSeq seq(values);
+  const Py_ssize_t n = seq.size();
+  if (n > kMaxRowValues) {
+    throw nb::value_error("profilemate: a row carries at most 16 values");
+  }
+  double vals[kMaxRowValues];
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    if (!as_double(seq.items()[i], vals[i])) throw nb::python_error();
+  }
+  if (ts_ns == 0) ts_ns = now_ns();
+  record_row(dur_ns > 0 ? EventKind::kSpan : EventKind::kInstant, table, name, ts_ns, dur_ns, step,
+             ctx, vals, static_cast<int>(n));
+}
+
+std::size_t record_rows_py(std::uint32_t table, std::uint32_t name, std::int64_t ts_ns,
+                           std::int64_t step, int ncols, nb::handle values, std::uint32_t ctx) {
+  if (ncols < 1 || ncols > kMaxRowValues) {
+    throw nb::value_error("profilemate: ncols must be 1..16");
+  }
+  FastSeq seq(values);
+  const Py_ssize_t n = seq.size();
+  if (n % ncols != 0) {
+    throw nb::value_error("profilemate: len(values) is not a multiple of ncols");
+  }
+  if (!recording()) return 0;
+  if (ts_ns == 0) ts_ns = now_ns();
+  double vals[kMaxRowValues];
+  std::size_t rows = 0;
+  for (Py_ssize_t r = 0; r < n; r += ncols) {
+    for (int j = 0; j < ncols; ++j) {
+      if (!as_double(seq.items()[r + j], vals[j])) throw nb::python_error();
+    }
+    record_row(EventKind::kInstant, table, name, ts_ns, 0, step, ctx, vals, ncols);
+    ++rows;
+  }
+  return rows;
+}
+
+}  // namespace profilemate::pyext
