@@ -354,3 +354,25 @@ def test_hooks_never_call_vllm_methods_that_reset_counters(model_dir, probes, mo
     s = make_scheduler(model_dir, num_blocks=14, log_stats=False)
     run(s, make_requests(6, shared_prefix=40))
     assert calls == []
+
+
+def test_profiling_started_late_counts_the_cached_blocks_already_free(model_dir, tmp_path):
+    """Probes applied to a scheduler that already ran: the first step's cached_free_blocks and the
+    evictions that follow still match the pool and vLLM's BlockRemoved events."""
+    s = make_scheduler(model_dir, num_blocks=14)
+    run(s, make_requests(4, shared_prefix=40))  # unprofiled: leaves cached free blocks behind
+    assert free_cached(s.kv_cache_manager.block_pool)
+    core = Core(tmp_path / "late")
+    wd = ModuleWatchdog()
+    wd.install()
+    reg = Registry(KV.TARGETS, core.recorder, watchdog=wd, vllm_version=vllm.__version__)
+    reg.activate()
+    try:
+        truth = run(s, make_requests(8, seed=3))
+        rows = [r for r in table(core, "kv_cache_usage") if r["point"] == "schedule"]
+        assert [num(r, "cached_free_blocks") for r in rows] == [t["cached_free"] for t in truth]
+        assert len(table(core, "kv_cache_evictions")) == sum(t["removed"] for t in truth) > 0
+    finally:
+        reg.deactivate()
+        wd.uninstall()
+        _core.stop()

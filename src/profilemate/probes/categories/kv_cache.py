@@ -120,6 +120,9 @@ BLOCK_OPS = Table(
 )  # fmt: skip
 TABLES = (USAGE, EVICTIONS, LOOKUPS, BLOCK_OPS)
 
+_NO_PREFIX = (0, 0, 0, 0, 0, 0)
+_NO_PREFIX_LIST = [0, 0, 0, 0, 0, 0]
+
 # Per-process state shared by the targets of this category (one per recorder, i.e. per session).
 _STATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -153,13 +156,27 @@ class _State:
         )
         clock = _core.IdClock(self.evict_table, self.evict_name, "block_id", mark)
         clock.reserve(int(pool.num_gpu_blocks))
+        queue = getattr(pool, "free_block_queue", None)
+        # Blocks already cached and free when profiling starts (a late start, or a restart): one
+        # pass over the free queue, once per bind.
+        free = getattr(queue, "get_all_free_blocks", None)
+        if free is not None:
+            clock.release(free())
         self.clock = clock
-        self.queue = getattr(pool, "free_block_queue", None)
+        self.queue = queue
         self.evicted_mark = 0
         self.pool = pool
 
-    def take_prefix(self) -> list[int]:
+    def unbind(self) -> None:
+        """Forget the pool: the next schedule() binds it afresh (its state may have moved while
+        the probes were off)."""
+        self.pool = self.queue = self.clock = None
+
+    def take_prefix(self):
+        """The step's prefix-cache sums, reset for the next step (no allocation on most steps)."""
         p = self.prefix
+        if p == _NO_PREFIX_LIST:
+            return _NO_PREFIX
         self.prefix = [0, 0, 0, 0, 0, 0]
         return p
 
@@ -191,11 +208,9 @@ def _usage_values(st: _State, tokens: int, prefix) -> tuple:
     )
 
 
-_NO_PREFIX = (0, 0, 0, 0, 0, 0)
-
-
 def schedule_hooks(ctx) -> Hooks:
     st = _state(ctx)
+    st.unbind()  # a new patch: the probes may have been off
 
     def before(self):
         pool = self.kv_cache_manager.block_pool
