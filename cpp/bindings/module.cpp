@@ -8,6 +8,7 @@
 
 #include "profilemate/clock.hpp"
 #include "profilemate/engine.hpp"
+#include "profilemate/gpu_timer.hpp"
 #include "profilemate/version.hpp"
 #include "pyext/block_clock.hpp"
 #include "pyext/pyext.hpp"
@@ -88,6 +89,50 @@ NB_MODULE(_core, m) {
         "arguments named by params, (position, name, default) triples. A hook that raises is "
         "switched off and reported once (on_error(exc)).");
   m.attr("TimedCallable") = pm::pyext::timed_type();
+  m.attr("NO_ROW") = pm::pyext::kNoRowTable;
+
+  // Device time without a synchronize (profilemate/gpu_timer.hpp).
+  m.def("gpu_timer_open", &pm::gpu_timer_open, "library"_a = "libcuda.so.1",
+        "pairs"_a = pm::kGpuDefaultPairs,
+        "Load the device driver at run time and prepare a pool of event pairs; '' when enabled, "
+        "else the reason it stays disabled.");
+  m.def("gpu_timer_begin", &pm::gpu_timer_begin, "stream"_a,
+        "Record a pair's start event on the raw stream; the pair id, or -1 (no device time).");
+  m.def(
+      "gpu_timer_end",
+      [](std::int64_t pair, std::uintptr_t stream, std::uint32_t table, std::uint32_t name,
+         std::int64_t step, std::uint32_t ctx, std::int64_t ts_ns, std::int64_t dur_ns,
+         const std::vector<double>& values, int gpu_slot) {
+        if (values.size() > static_cast<std::size_t>(pm::kGpuMaxValues))
+          throw nb::value_error("gpu_timer_end: at most 16 values");
+        pm::gpu_timer_end(pair, stream, table, name, step, ctx, ts_ns, dur_ns, values.data(),
+                          static_cast<int>(values.size()), gpu_slot);
+      },
+      "pair"_a, "stream"_a, "table"_a, "name"_a, "step"_a, "ctx"_a, "ts_ns"_a, "dur_ns"_a,
+      "values"_a, "gpu_slot"_a,
+      "Record the pair's end event and park the row; the collector writes it with the device "
+      "milliseconds in values[gpu_slot] once the device is past it. pair -1: written now, NaN.");
+  m.def("gpu_timer_poll", &pm::gpu_timer_poll, "final"_a = false,
+        nb::call_guard<nb::gil_scoped_release>(),
+        "Write the rows whose device work finished (the collector does this every cycle).");
+  m.def(
+      "gpu_timer_stats",
+      []() {
+        const pm::GpuTimerStats s = pm::gpu_timer_stats();
+        nb::dict d;
+        d["enabled"] = s.enabled;
+        d["reason"] = s.reason;
+        d["begun"] = s.begun;
+        d["completed"] = s.completed;
+        d["exhausted"] = s.exhausted;
+        d["skipped_capturing"] = s.skipped_capturing;
+        d["abandoned"] = s.abandoned;
+        d["unfinished"] = s.unfinished;
+        d["errors"] = s.errors;
+        d["pending"] = s.pending;
+        return d;
+      },
+      "The device timer's state and counters.");
 
   // Per-slot clock of a pool (KV blocks): one C++ pass over a list of objects per call.
   nb::class_<pm::pyext::PyIdClock>(

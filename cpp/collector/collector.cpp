@@ -10,6 +10,7 @@
 #include "collector/ring_registry.hpp"
 #include "core/file_writer.hpp"
 #include "core/log.hpp"
+#include "profilemate/gpu_timer.hpp"
 #include "profilemate/interner.hpp"
 #include "profilemate/table.hpp"
 #include "profilemate/version.hpp"
@@ -196,6 +197,9 @@ void collector_main(Session* s) {
     }
     const bool stopping = s->stop_requested.load(std::memory_order_acquire);
     const std::int64_t cycle_ns = now_ns();
+    // Rows whose device work has finished (a query per parked event pair, never a wait), recorded
+    // on this thread's own ring so this very cycle writes them; at stop, the unfinished ones too.
+    gpu_timer_poll(stopping);
     const CycleResult cycle = run_cycle(*s, stopping);
     if (stopping) {
       // No cycle will follow: a signal handler waiting for one must not wait any longer.

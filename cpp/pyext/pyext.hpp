@@ -16,6 +16,9 @@ namespace profilemate::pyext {
 nanobind::object timed(nanobind::handle fn, std::uint32_t table, std::uint32_t name,
                        std::uint32_t ctx, nanobind::handle before, nanobind::handle after,
                        nanobind::handle params, bool sets_step, nanobind::handle on_error);
+// The `table` that makes timed() record no row of its own: its hooks record theirs (a probe whose
+// rows are not one per call: per forward out of N graph pieces, deferred to the device's time).
+inline constexpr std::uint32_t kNoRowTable = 0xFFFFFFFFu;
 // The TimedCallable type object (created on first use).
 nanobind::handle timed_type();
 

@@ -229,7 +229,9 @@ PyObject* timed_vectorcall(PyObject* self, PyObject* const* args, size_t nargsf,
     const std::int64_t start = now_ns();
     PyObject* result = PyObject_Vectorcall(t->fn, args, nargsf, kwnames);
     const std::int64_t end = now_ns();
-    record_span(t->table, t->name, start, end - start, current_step(), t->ctx);
+    if (t->table != kNoRowTable) {
+      record_span(t->table, t->name, start, end - start, current_step(), t->ctx);
+    }
     return result;
   }
 
@@ -278,8 +280,10 @@ PyObject* timed_vectorcall(PyObject* self, PyObject* const* args, size_t nargsf,
     }
     Py_XDECREF(r);
   }
-  record_row(EventKind::kSpan, t->table, t->name, start, end - start,
-             have_step ? step : current_step(), t->ctx, vals, n);
+  if (t->table != kNoRowTable) {
+    record_row(EventKind::kSpan, t->table, t->name, start, end - start,
+               have_step ? step : current_step(), t->ctx, vals, n);
+  }
   if (interrupt != nullptr) {
     if (result == nullptr) {  // fn's own exception came later: it wins
       Py_DECREF(interrupt);

@@ -106,6 +106,31 @@ class TimedCallable:
 
     __wrapped__: Callable[..., object]
 
+NO_ROW: int = 4294967295
+
+def gpu_timer_open(library: str = 'libcuda.so.1', pairs: int = 1024) -> str:
+    """
+    Load the device driver at run time and prepare a pool of event pairs; '' when enabled, else the reason it stays disabled.
+    """
+
+def gpu_timer_begin(stream: int) -> int:
+    """
+    Record a pair's start event on the raw stream; the pair id, or -1 (no device time).
+    """
+
+def gpu_timer_end(pair: int, stream: int, table: int, name: int, step: int, ctx: int, ts_ns: int, dur_ns: int, values: Sequence[float], gpu_slot: int) -> None:
+    """
+    Record the pair's end event and park the row; the collector writes it with the device milliseconds in values[gpu_slot] once the device is past it. pair -1: written now, NaN.
+    """
+
+def gpu_timer_poll(final: bool = False) -> int:
+    """
+    Write the rows whose device work finished (the collector does this every cycle).
+    """
+
+def gpu_timer_stats() -> dict:
+    """The device timer's state and counters."""
+
 class IdClock:
     """
     Birth/release/reuse stamps of numbered slots (arrays sized by reserve); acquire() of a slot whose mark attribute is not None records an eviction row (id, lifetime s, idle s, reuses).

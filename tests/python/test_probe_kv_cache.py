@@ -252,11 +252,6 @@ def test_evictions_are_vllms_block_removed_events(model_dir, probes):
             assert 0 <= num(r, "idle_s") <= num(r, "lifetime_s")
             assert num(r, "prefix_hits") >= 0
     assert len(ev) == sum(t["removed"] for t in truth)
-    # Block-pool calls: the allocations' evicted counts add up to the same number.
-    ops = table(core, "kv_block_ops")
-    alloc = [r for r in ops if r["operation"] == "allocate"]
-    assert sum(num(r, "cached_blocks") for r in alloc) == len(ev)
-    assert all(r["operation"] in {"allocate", "release_cached", "prefix_hit"} for r in ops)
 
 
 def test_lookup_rows_are_the_admissions_vllm_counts(model_dir, probes):
@@ -333,8 +328,6 @@ def test_reset_prefix_cache_empties_the_evictable_set_without_evictions(model_di
     # The reset dropped every hash without evictions: the second run's evictions are exactly the
     # BlockRemoved events vLLM emitted during it (the reset itself emits AllBlocksCleared).
     assert len(table(core, "kv_cache_evictions")) == evicted + sum(t["removed"] for t in truth)
-    ops = [r for r in table(core, "kv_block_ops") if r["operation"] == "reset_prefix_cache"]
-    assert len(ops) == 1 and num(ops[0], "cached_blocks") > 0
 
 
 def test_hooks_never_call_vllm_methods_that_reset_counters(model_dir, probes, monkeypatch):

@@ -20,6 +20,8 @@ class CoreRecorder:
         self.current_step = core.current_step
         self.span = core.record_span
         self.instant = core.record_instant
+        # timed(..., table=NO_ROW): the wrapper records no row; its hooks record theirs.
+        self.NO_ROW = getattr(core, "NO_ROW", 0xFFFFFFFF)
         self._row = core.record_row
         self._rows = core.record_rows
 

@@ -142,7 +142,7 @@ def _wrapper_target(obj: Any) -> str | None:
 
 def target_key(t: Target, site: Site) -> str:
     """One target at one site: several targets (of one category or several) may share a site."""
-    return f"{site.key}|{t.category}.{t.operation}>{t.table.name}"
+    return f"{site.key}|{t.category}.{t.operation}>{t.table.name if t.table is not None else '-'}"
 
 
 def module_file_exists(name: str) -> bool | None:
@@ -216,7 +216,7 @@ class Registry:
                 key = target_key(t, site)
                 if key in self._states:
                     raise ValueError(
-                        f"duplicate target {site.key} ({t.operation} -> {t.table.name})"
+                        f"duplicate target {site.key} ({t.operation} -> {t.table.name if t.table is not None else '-'})"
                     )
                 self._states[key] = _SiteState(t, site)
         self._applied_order: list[_SiteState] = []  # stacked wrappers come off in reverse
@@ -299,7 +299,7 @@ class Registry:
                         "alternative_of": None if site is t.site else t.key,
                         "category": t.category,
                         "operation": t.operation,
-                        "table": t.table.name,
+                        "table": t.table.name if t.table is not None else None,
                         "hooks": _hooks_label(t),
                         "vllm_range": site.vllm_range,
                         "roles": list(t.roles),
@@ -422,7 +422,7 @@ class Registry:
             after = _fault if after else None
         return self._recorder.timed(
             func,
-            self._recorder.table(t.table),
+            self._recorder.NO_ROW if t.table is None else self._recorder.table(t.table),
             self._recorder.intern(t.operation),
             self._recorder.intern(site.qualname),
             before=before,

@@ -130,7 +130,7 @@ class Target:
 
     site: Site | str
     operation: str  # the name recorded in the table (the `operation` column for cpu_ops)
-    table: Table
+    table: Table | None  # None: the wrapper records no row of its own; the hooks record theirs
     hooks: Callable[[HookContext], Hooks] | None = None  # factory: one Hooks per patch
     sets_step: bool = False  # the before hook's first value is the engine step id
     alternatives: tuple[Site | str, ...] = ()  # older (or newer) locations of the same thing

@@ -1,7 +1,8 @@
 """KV cache: block usage per engine step, prefix-cache lookups, evictions of cached blocks.
 
-Writes (EngineCore process) ``kv_cache_usage.csv``, ``kv_cache_evictions.csv``,
-``kv_prefix_cache_lookups.csv`` and ``kv_block_ops.csv`` (columns: docs/OUTPUTS.md).
+Writes (EngineCore process) ``kv_cache_usage.csv``, ``kv_cache_evictions.csv`` and
+``kv_prefix_cache_lookups.csv`` (columns: docs/OUTPUTS.md). The block-pool targets record no row of
+their own (``table=None``): they only feed the eviction clock.
 
 Where the numbers come from (vLLM 0.32.0, ``vllm/v1/core``):
 
@@ -106,19 +107,7 @@ LOOKUPS = Table(
     ),
     doc="one row per request admission that looked the prefix cache up",
 )  # fmt: skip
-BLOCK_OPS = Table(
-    "kv_block_ops",
-    (
-        Column("timestamp_sec", "ts_sec", "s", "call start"),
-        Column("step_id", "step", "", "engine step"),
-        Column("operation", "name", "", "allocate, release_cached, prefix_hit, reset_prefix_cache"),
-        Column("blocks", "a0", "blocks", "blocks in the call"),
-        Column("cached_blocks", "a1", "blocks", "of them: evicted (allocate), now evictable (release_cached), taken back from the evictable set (prefix_hit), evictable set dropped (reset_prefix_cache)"),
-        Column("duration_us", "dur_us", "us", "wall time of the call"),
-    ),
-    doc="one row per block-pool call the eviction clock watches",
-)  # fmt: skip
-TABLES = (USAGE, EVICTIONS, LOOKUPS, BLOCK_OPS)
+TABLES = (USAGE, EVICTIONS, LOOKUPS)
 
 _NO_PREFIX = (0, 0, 0, 0, 0, 0)
 _NO_PREFIX_LIST = [0, 0, 0, 0, 0, 0]
@@ -269,8 +258,8 @@ def allocate_hooks(ctx) -> Hooks:
     def after(result, self):  # FreeKVCacheBlockQueue.popleft_n: blocks still carry their hashes
         if self is not st.queue:
             st.other_queues += 1
-            return None
-        return len(result), st.clock.acquire(result)
+            return
+        st.clock.acquire(result)
 
     return Hooks(after=after)
 
@@ -281,8 +270,8 @@ def release_hooks(ctx) -> Hooks:
     def after(result, self, blocks):  # FreeKVCacheBlockQueue.append_n: freed blocks with a hash
         if self is not st.queue:
             st.other_queues += 1
-            return None
-        return len(blocks), st.clock.release(blocks)
+            return
+        st.clock.release(blocks)
 
     return Hooks(after=after)
 
@@ -293,8 +282,8 @@ def touch_hooks(ctx) -> Hooks:
     def after(result, self, blocks):  # BlockPool.touch: a prefix hit takes the blocks
         if self is not st.pool:
             st.other_queues += 1
-            return None
-        return len(blocks), st.clock.reuse(blocks)
+            return
+        st.clock.reuse(blocks)
 
     return Hooks(after=after)
 
@@ -303,10 +292,8 @@ def reset_hooks(ctx) -> Hooks:
     st = _state(ctx)
 
     def after(result, self):  # BlockPool.reset_prefix_cache: True when every hash was dropped
-        if self is not st.pool or not result:
-            return None
-        n = st.clock.clear_marks()
-        return n, n
+        if self is st.pool and result:
+            st.clock.clear_marks()
 
     return Hooks(after=after)
 
@@ -327,19 +314,19 @@ TARGETS = (
         roles=ENGINECORE, note="called by schedule() once per admitted request that looked up",
     ),
     Target(
-        f"{FREE_QUEUE}.popleft_n", "allocate", BLOCK_OPS, hooks=allocate_hooks, roles=ENGINECORE,
+        f"{FREE_QUEUE}.popleft_n", "allocate", None, hooks=allocate_hooks, roles=ENGINECORE,
         note="BlockPool.get_new_blocks takes blocks here, before dropping their hashes (evictions)",
     ),
     Target(
-        f"{FREE_QUEUE}.append_n", "release_cached", BLOCK_OPS, hooks=release_hooks,
+        f"{FREE_QUEUE}.append_n", "release_cached", None, hooks=release_hooks,
         roles=ENGINECORE, note="BlockPool.free_blocks queues blocks that keep their hash here",
     ),
     Target(
-        f"{BLOCK_POOL}.touch", "prefix_hit", BLOCK_OPS, hooks=touch_hooks, roles=ENGINECORE,
+        f"{BLOCK_POOL}.touch", "prefix_hit", None, hooks=touch_hooks, roles=ENGINECORE,
         note="a prefix-cache hit takes cached blocks (out of the evictable set when free)",
     ),
     Target(
-        f"{BLOCK_POOL}.reset_prefix_cache", "reset_prefix_cache", BLOCK_OPS, hooks=reset_hooks,
+        f"{BLOCK_POOL}.reset_prefix_cache", "reset_prefix_cache", None, hooks=reset_hooks,
         roles=ENGINECORE, note="drops every cached hash at once (not evictions)",
     ),
 )  # fmt: skip

@@ -1,0 +1,415 @@
+"""CUDA graphs: per forward the runtime mode (FULL / PIECEWISE / NONE), the batch descriptor, the
+padding, and for eager forwards the reason; captures with their time; replays per descriptor.
+
+Writes ``cuda_graph_timeline.csv`` (one row per forward), ``cuda_graph_captures.csv`` (one row per
+captured graph) and ``cuda_graph_usage.csv`` (one row per forward that ran from a graph, with the
+running replay count of its descriptor: the last row of a descriptor is its total). Checked in vLLM
+0.32.0:
+
+- **V1** (``v1/worker/gpu_model_runner.py``): ``_determine_batch_execution_and_padding`` returns the
+  mode and ``BatchDescriptor`` vLLM will run (after the DP re-dispatch); its ``num_tokens`` argument
+  is the unpadded count, ``BatchDescriptor.num_tokens`` the padded one. It also runs in
+  ``_dummy_run``: those calls are marked by the bracket (``_dummy_run``) and not counted as serving
+  forwards. The row is written around ``_model_forward`` (called once per serving forward, outside
+  every graph wrapper and outside the compiled model).
+- **Capture vs replay**: ``compilation/cuda_graph.py: CUDAGraphWrapper.__call__`` captures when the
+  forward context's mode equals the wrapper's and the descriptor's entry has no graph yet, replays
+  when it has one, and passes through otherwise. PIECEWISE gives one wrapper call per piece; only
+  the first piece has ``cudagraph_options.debug_log_enable`` (``compilation/backends.py:684``,
+  ``compilation/decorators.py:800``: ``is_first_graph`` / ``partition_id == 0``), so the hook
+  counts one event per forward. ``__call__`` is plain Python called by the split graph module that
+  the compile backend returned (or around the whole model, FULL): it is never traced by Dynamo.
+- **V2** (``v1/worker/gpu/``): FULL graphs bypass ``CUDAGraphWrapper``: ``CudaGraphManager.run_fullgraph(desc)``
+  replays, ``ModelCudaGraphManager.capture`` fills ``self.graphs`` (diffed around the call);
+  the decision is ``dp_utils.dispatch_cg_and_sync_dp`` (imported by name into the model runner).
+- **BreakableCUDAGraphWrapper** (``compilation/breakable_cudagraph.py``): ``_capture`` / ``_replay``.
+
+Eager reasons follow vLLM's own order (``CudagraphDispatcher.dispatch`` and its caller): see
+``eager_reason_v1``. On CPU every forward is NONE with "platform without static graphs".
+"""
+
+from __future__ import annotations
+
+from profilemate.probes.spec import WORKER, Column, Hooks, Table, Target
+
+TIMELINE = Table(
+    "cuda_graph_timeline",
+    (
+        Column("timestamp_sec", "ts_sec", "s", "forward start, seconds since the session start"),
+        Column("step_id", "step", "", "engine step"),
+        Column("runtime_mode", "s0", "", "FULL, PIECEWISE or NONE (eager), as vLLM dispatched the forward"),
+        Column("eager_reason", "s1", "", "why the forward ran eagerly (empty when it ran from a graph)"),
+        Column("graph_action", "s2", "", "replay, capture or eager: what the graph wrapper did"),
+        Column("num_tokens", "a3", "tokens", "tokens before padding"),
+        Column("num_padded_tokens", "a4", "tokens", "tokens of the batch descriptor (after padding)"),
+        Column("num_reqs", "a5", "requests", "requests of the batch descriptor (empty when the graph is not request-specific)"),
+        Column("uniform", "a6", "", "1 when the descriptor is a uniform decode batch"),
+        Column("has_lora", "a7", "", "1 when LoRA is active in the descriptor"),
+        Column("duration_ms", "dur_ms", "ms", "host wall time of the forward call"),
+    ),
+    doc="one row per model forward",
+)  # fmt: skip
+CAPTURES = Table(
+    "cuda_graph_captures",
+    (
+        Column("timestamp_sec", "ts_sec", "s", "capture start"),
+        Column("runtime_mode", "s0", "", "FULL or PIECEWISE"),
+        Column("num_tokens", "a1", "tokens", "padded tokens of the captured descriptor"),
+        Column("num_reqs", "a2", "requests", "requests of the descriptor (empty: any)"),
+        Column("uniform", "a3", "", "1 for a uniform decode graph"),
+        Column("has_lora", "a4", "", "1 with LoRA"),
+        Column("capture_time_ms", "dur_ms", "ms", "host wall time of the capture call (all pieces of a PIECEWISE forward: the first piece's call only)"),
+        Column("source", "s5", "", "CUDAGraphWrapper, CudaGraphManager (V2 FULL) or BreakableCUDAGraphWrapper"),
+    ),
+    doc="one row per captured graph",
+)  # fmt: skip
+USAGE = Table(
+    "cuda_graph_usage",
+    (
+        Column("timestamp_sec", "ts_sec", "s", "replay time"),
+        Column("step_id", "step", "", "engine step"),
+        Column("runtime_mode", "s0", "", "FULL or PIECEWISE"),
+        Column("num_tokens", "a1", "tokens", "padded tokens of the descriptor"),
+        Column("num_reqs", "a2", "requests", "requests of the descriptor (empty: any)"),
+        Column("uniform", "a3", "", "1 for a uniform decode graph"),
+        Column("has_lora", "a4", "", "1 with LoRA"),
+        Column("replay_count", "a5", "replays", "replays of this descriptor so far in this process (the last row of a descriptor is its total)"),
+    ),
+    doc="one row per forward that replayed a graph",
+)  # fmt: skip
+TABLES = (TIMELINE, CAPTURES, USAGE)
+
+NAN = float("nan")
+
+# Reasons, in vLLM 0.32.0's order of decision (v1/cudagraph_dispatcher.py: dispatch, and
+# gpu_model_runner.py: _determine_batch_execution_and_padding).
+NO_STATIC_GRAPHS = "platform without static graphs"
+KEYS_NOT_INITIALIZED = "graph keys not initialised (before capture)"
+MODE_NONE = "cudagraph mode NONE (enforce_eager, or unsupported by model/backend)"
+NO_CAPTURE_SIZES = "no capture sizes"
+ABOVE_MAX = "above the largest capture size"
+FORCED_EAGER = "forced eager (dummy run)"
+DP_EAGER = "DP ranks agreed on eager"
+ENCODER_INPUTS = "encoder inputs (FULL excluded, no PIECEWISE graph)"
+NO_GRAPH = "no graph for this shape"
+V2_NEED_EAGER = "profile run or encoder inputs (need_eager)"
+V2_NOT_CAPTURED = "graphs not captured yet"
+V2_ZERO = "no tokens"
+
+
+def _mode_name(mode) -> str:
+    return getattr(mode, "name", None) or str(mode)
+
+
+def _static_graphs_supported() -> bool:
+    try:
+        from vllm.platforms import current_platform
+
+        return bool(current_platform.support_static_graph_mode())
+    except Exception:
+        return True
+
+
+def eager_reason_v1(
+    dispatcher,
+    num_tokens,
+    mode,
+    *,
+    force_eager=False,
+    has_encoder_output=False,
+    uniform_decode=False,
+    has_lora=False,
+    num_active_loras=0,
+    dp_size=1,
+    static_graphs=None,
+) -> str:
+    """Why vLLM's V1 dispatch answered NONE for this forward ("" when it did not).
+
+    Mirrors ``CudagraphDispatcher.dispatch``'s own tests in their order; for the last two (DP
+    agreement, encoder inputs) it asks the dispatcher again without the constraint -- dispatch reads
+    state only -- and names the constraint when that would have found a graph.
+    """  # fmt: skip
+    if _mode_name(mode) != "NONE":
+        return ""
+    if static_graphs is None:
+        static_graphs = _static_graphs_supported()
+    if not static_graphs:
+        return NO_STATIC_GRAPHS
+    if not dispatcher.keys_initialized:
+        return KEYS_NOT_INITIALIZED
+    if _mode_name(dispatcher.cudagraph_mode) == "NONE":
+        return MODE_NONE
+    max_size = dispatcher.compilation_config.max_cudagraph_capture_size
+    if max_size is None:
+        return NO_CAPTURE_SIZES
+    if num_tokens > max_size:
+        return ABOVE_MAX
+    if force_eager:
+        return FORCED_EAGER
+    kw = dict(uniform_decode=uniform_decode, has_lora=has_lora, num_active_loras=num_active_loras)
+    if has_encoder_output:
+        if _mode_name(dispatcher.dispatch(num_tokens, **kw)[0]) != "NONE":
+            return ENCODER_INPUTS
+        return NO_GRAPH
+    if dp_size > 1 and _mode_name(dispatcher.dispatch(num_tokens, **kw)[0]) != "NONE":
+        return DP_EAGER
+    return NO_GRAPH
+
+
+def _desc_values(desc, unpadded):
+    padded = getattr(desc, "num_tokens", unpadded)
+    reqs = getattr(desc, "num_reqs", None)
+    return (
+        float(padded),
+        NAN if reqs is None else float(reqs),
+        1.0 if getattr(desc, "uniform", False) else 0.0,
+        1.0 if getattr(desc, "has_lora", False) or getattr(desc, "num_active_loras", 0) else 0.0,
+    )
+
+
+class _State:
+    """The worker's current forward, between the dispatch hook and the forward's row."""
+
+    def __init__(self) -> None:
+        self.mode = "NONE"
+        self.reason = ""
+        self.unpadded = 0
+        self.desc = None
+        self.action = ""  # set by the graph wrapper hooks during the forward
+        self.replays: dict = {}  # (mode, descriptor) -> count; bounded by the captured shapes
+
+
+_state = _State()
+
+
+def determine_hooks(ctx) -> Hooks:
+    def after(result, self, num_tokens, num_reqs, num_scheduled_tokens_np, max_num_scheduled_tokens,
+              force_eager, force_uniform_decode, num_encoder_reqs):  # fmt: skip
+        mode, desc = result[0], result[1]
+        s = _state
+        s.mode = _mode_name(mode)
+        s.unpadded = num_tokens
+        s.desc = desc
+        s.action = ""
+        if s.mode == "NONE":
+            enc = bool(self.model_config.is_encoder_decoder and num_encoder_reqs)
+            uniform = self._is_uniform_decode(
+                max_num_scheduled_tokens=max_num_scheduled_tokens,
+                uniform_decode_query_len=self.uniform_decode_query_len,
+                num_tokens=num_tokens, num_reqs=num_reqs,
+                force_uniform_decode=force_uniform_decode,
+            ) if _static_graphs_supported() else False  # fmt: skip
+            s.reason = eager_reason_v1(
+                self.cudagraph_dispatcher, num_tokens, mode, force_eager=force_eager,
+                has_encoder_output=enc, uniform_decode=uniform,
+                has_lora=bool(getattr(desc, "has_lora", False)),
+                num_active_loras=getattr(desc, "num_active_loras", 0),
+                dp_size=self.vllm_config.parallel_config.data_parallel_size,
+            )  # fmt: skip
+        else:
+            s.reason = ""
+
+    return Hooks(after=after)
+
+
+def _row_values(ctx_ids, s):
+    action = s.action or ("eager" if s.mode == "NONE" else "")
+    return (
+        float(ctx_ids(s.mode)),
+        float(ctx_ids(s.reason)) if s.reason else 0.0,
+        float(ctx_ids(action)) if action else 0.0,
+        float(s.unpadded),
+        *_desc_values(s.desc, s.unpadded),
+    )
+
+
+def model_forward_hooks(ctx) -> Hooks:
+    intern = ctx.intern
+    usage = ctx.table_id(USAGE)
+    name = ctx.intern("replay")
+    rec = ctx.recorder
+
+    def before(self):
+        _state.action = ""
+
+    def after(result, self):
+        s = _state
+        if s.action == "replay":
+            key = (s.mode, s.desc)
+            n = s.replays.get(key, 0) + 1
+            s.replays[key] = n
+            rec.row(
+                usage,
+                name,
+                rec.current_step(),
+                (float(intern(s.mode)), *_desc_values(s.desc, s.unpadded), float(n)),
+            )
+        return _row_values(intern, s)
+
+    return Hooks(before, after)
+
+
+def wrapper_call_hooks(ctx) -> Hooks:
+    """CUDAGraphWrapper.__call__: capture / replay / pass-through, once per forward (first piece)."""
+    rec = ctx.recorder
+    captures = ctx.table_id(CAPTURES)
+    name = ctx.intern("capture")
+    src = ctx.intern("CUDAGraphWrapper")
+    intern = ctx.intern
+    t0 = [0]
+
+    def before(self):
+        if not self.cudagraph_options.debug_log_enable:
+            return  # not the first piece: one record per forward
+        from vllm.forward_context import get_forward_context, is_forward_context_available
+
+        if not is_forward_context_available():
+            return
+        fc = get_forward_context()
+        mode = fc.cudagraph_runtime_mode
+        if _mode_name(mode) == "NONE" or mode != self.runtime_mode:
+            return
+        entry = self.concrete_cudagraph_entries.get(fc.batch_descriptor)
+        _state.action = "capture" if entry is None or entry.cudagraph is None else "replay"
+        t0[0] = rec.now_ns() if _state.action == "capture" else 0
+
+    def after(result, self):
+        if t0[0]:
+            from vllm.forward_context import get_forward_context
+
+            desc = get_forward_context().batch_descriptor
+            start, t0[0] = t0[0], 0
+            rec.row(captures, name, rec.current_step(),
+                    (float(intern(_mode_name(self.runtime_mode))), *_desc_values(desc, 0), float(src)),
+                    ts_ns=start, dur_ns=rec.now_ns() - start)  # fmt: skip
+
+    return Hooks(before, after)
+
+
+def v2_capture_hooks(ctx) -> Hooks:
+    """ModelCudaGraphManager.capture: the descriptors it added to self.graphs, one row each."""
+    rec = ctx.recorder
+    captures = ctx.table_id(CAPTURES)
+    name = ctx.intern("capture")
+    src = ctx.intern("CudaGraphManager")
+    seen = [frozenset(), 0]
+
+    def before(self):
+        seen[0] = frozenset(self.graphs)
+        seen[1] = rec.now_ns()
+
+    def after(result, self):
+        new = [d for d in self.graphs if d not in seen[0]]
+        dur = rec.now_ns() - seen[1]
+        for d in new:  # the call captures them one after another; its time is shared evenly
+            rec.row(captures, name, -1, (float(ctx.intern(_mode_name(d.cg_mode))), *_desc_values(d, 0), float(src)),
+                    ts_ns=seen[1], dur_ns=dur // max(len(new), 1))  # fmt: skip
+
+    return Hooks(before, after)
+
+
+def v2_run_fullgraph_hooks(ctx) -> Hooks:
+    def before(self, desc):
+        s = _state
+        s.mode = _mode_name(desc.cg_mode)
+        s.desc = desc
+        s.reason = ""
+        s.action = "replay"
+
+    return Hooks(before=before)
+
+
+def v2_dispatch_hooks(ctx) -> Hooks:
+    """dispatch_cg_and_sync_dp: the V2 decision, with the reason when it is eager."""
+
+    def after(result, cudagraph_manager, num_reqs, num_tokens, need_eager):
+        desc = result[0]
+        s = _state
+        s.mode = _mode_name(desc.cg_mode)
+        s.unpadded = num_tokens
+        s.desc = desc
+        s.action = ""
+        if s.mode != "NONE":
+            s.reason = ""
+        elif not _static_graphs_supported():
+            s.reason = NO_STATIC_GRAPHS
+        elif need_eager:
+            s.reason = V2_NEED_EAGER
+        elif cudagraph_manager is None or _mode_name(cudagraph_manager.cudagraph_mode) == "NONE":
+            s.reason = MODE_NONE
+        elif not cudagraph_manager._graphs_captured:
+            s.reason = V2_NOT_CAPTURED
+        elif num_tokens == 0:
+            s.reason = V2_ZERO
+        else:
+            s.reason = NO_GRAPH
+
+    return Hooks(after=after)
+
+
+def v2_execute_model_hooks(ctx) -> Hooks:
+    """V2 execute_model: the forward's timeline row (no _model_forward in V2); dummy runs skipped."""
+    intern = ctx.intern
+    rec = ctx.recorder
+    table = ctx.table_id(TIMELINE)
+    name = ctx.intern("forward")
+    t0 = [0]
+
+    def before(self, dummy_run):
+        _state.action = ""
+        _state.desc = None
+        t0[0] = rec.now_ns()
+
+    def after(result, self, dummy_run):
+        if dummy_run or _state.desc is None:
+            return
+        rec.row(
+            table,
+            name,
+            rec.current_step(),
+            _row_values(intern, _state),
+            ts_ns=t0[0],
+            dur_ns=rec.now_ns() - t0[0],
+        )
+
+    return Hooks(before, after)
+
+
+def breakable_capture_hooks(ctx) -> Hooks:
+    def before(self):
+        _state.action = "capture"
+
+    return Hooks(before=before)
+
+
+def breakable_replay_hooks(ctx) -> Hooks:
+    def before(self):
+        _state.action = "replay"
+
+    return Hooks(before=before)
+
+
+V1 = "vllm.v1.worker.gpu_model_runner:GPUModelRunner."
+V2 = "vllm.v1.worker.gpu."
+
+TARGETS = (
+    Target(V1 + "_determine_batch_execution_and_padding", "dispatch", None, hooks=determine_hooks,
+           roles=WORKER, note="mode, descriptor, padding and the eager reason of the coming forward"),
+    Target(V1 + "_model_forward", "forward", TIMELINE, hooks=model_forward_hooks, roles=WORKER,
+           note="one timeline row per serving forward; usage row when it replayed"),
+    Target("vllm.compilation.cuda_graph:CUDAGraphWrapper.__call__", "graph_call", None,
+           hooks=wrapper_call_hooks, roles=WORKER,
+           note="capture vs replay, first piece only (debug_log_enable)"),
+    Target("vllm.compilation.breakable_cudagraph:BreakableCUDAGraphWrapper._capture", "capture", None,
+           hooks=breakable_capture_hooks, roles=WORKER),
+    Target("vllm.compilation.breakable_cudagraph:BreakableCUDAGraphWrapper._replay", "replay", None,
+           hooks=breakable_replay_hooks, roles=WORKER),
+    Target(V2 + "dp_utils:dispatch_cg_and_sync_dp", "dispatch", None, hooks=v2_dispatch_hooks,
+           rebind=True, roles=WORKER, note="V2 decision (imported by name into the model runner)"),
+    Target(V2 + "cudagraph_utils:CudaGraphManager.run_fullgraph", "replay", None,
+           hooks=v2_run_fullgraph_hooks, roles=WORKER, note="V2 FULL replay (bypasses CUDAGraphWrapper)"),
+    Target(V2 + "cudagraph_utils:ModelCudaGraphManager.capture", "capture", None,
+           hooks=v2_capture_hooks, roles=WORKER, note="V2 captures: descriptors added to self.graphs"),
+    Target(V2 + "model_runner:GPUModelRunner.execute_model", "forward", None,
+           hooks=v2_execute_model_hooks, roles=WORKER, note="V2 timeline row per forward"),
+)  # fmt: skip
