@@ -35,7 +35,10 @@ Where the numbers come from (vLLM 0.32.0, ``vllm/v1/core``):
   ``BlockPool.touch`` (a prefix hit) counts the reuse; ``BlockPool.reset_prefix_cache`` drops
   every hash at once (vLLM does not evict there; neither does the probe). Arrays are sized once
   from ``num_gpu_blocks``. ``KVCacheBlock`` is a slotted dataclass whose ``block_hash`` property
-  reads the slot ``_block_hash``: C++ reads the slot when it exists.
+  reads the slot ``_block_hash``: C++ reads the slot when it exists. Each time the probes are
+  applied (and when the scheduler's pool changes) the next ``schedule()`` binds the pool afresh:
+  one pass over the free queue (``get_all_free_blocks``) counts the cached free blocks already
+  there, so a late start is exact too.
 
 Never called: ``make_stats``, ``make_prefix_cache_stats``, ``take_events``, ``drain_events`` (they
 reset vLLM's counters). Limits: blocks vLLM's KV connector evicts with ``evict_blocks`` lose their
