@@ -148,9 +148,11 @@ inline char* write_double(char* p, double v, bool json) noexcept {
     return std::to_chars(p, p + kMaxNumberChars, v).ptr;
   }
   if (std::isfinite(v)) return std::to_chars(p, p + kMaxNumberChars, v).ptr;
+  // NaN means "no value" (a hook's None, a GPU time on a machine without one): JSON null, an
+  // empty CSV field (what CSV readers take as missing).
   const std::string_view t =
       json ? std::string_view("null")
-           : (std::isnan(v) ? std::string_view("nan")
+           : (std::isnan(v) ? std::string_view()
                             : (v > 0 ? std::string_view("inf") : std::string_view("-inf")));
   std::memcpy(p, t.data(), t.size());
   return p + t.size();

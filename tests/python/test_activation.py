@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -151,9 +152,14 @@ def sessions(out: Path) -> list[Path]:
     return sorted(p for p in out.iterdir() if p.is_dir()) if out.exists() else []
 
 
-def status_of(process_dir: Path) -> dict[str, dict]:
+def status_of(process_dir: Path, category: str = "cpu_ops") -> dict[str, dict]:
+    """patch_status.json rows of one category by site (several categories may share a site)."""
     data = json.loads((process_dir / "patch_status.json").read_text())
-    return {t["target"]: t for t in data["targets"]}
+    return {t["target"]: t for t in data["targets"] if t["category"] == category}
+
+
+def all_status(process_dir: Path) -> list[dict]:
+    return json.loads((process_dir / "patch_status.json").read_text())["targets"]
 
 
 def rows(process_dir: Path) -> list[dict]:
@@ -525,7 +531,10 @@ def test_debug_logging(fake_vllm, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "patched vllm.v1.core.sched.scheduler:Scheduler.schedule" in proc.stderr
     # The summary is taken at activation (`import vllm`), before any target module loaded.
-    assert "probes: 0 applied, 6 pending, 2 skipped, 0 failed (vLLM 0.32.0)" in proc.stderr
+    # (A fake vLLM: whatever it lacks is skipped, what it may have is pending; none failed.)
+    assert re.search(
+        r"probes: 0 applied, [1-9]\d* pending, \d+ skipped, 0 failed \(vLLM 0\.32\.0\)", proc.stderr
+    ), proc.stderr
 
 
 def test_fault_injection_run_gives_identical_results(fake_vllm, tmp_path):
@@ -543,7 +552,14 @@ def test_fault_injection_run_gives_identical_results(fake_vllm, tmp_path):
     assert st["state"] == "applied"
     assert st["health"]["active"] is False and st["health"]["errors"] == 1
     assert "FaultInjected" in st["health"]["first_error"]
-    assert proc.stderr.count("switched off") == 2  # schedule (EngineCore) + execute_model (worker)
+    # One report per hooked target that ran (stacked targets at schedule/execute_model each report).
+    errors = sum(
+        (t["health"] or {}).get("errors", 0)
+        for p in session.iterdir()
+        if p.is_dir()
+        for t in all_status(p)
+    )
+    assert errors >= 2 and proc.stderr.count("switched off") == errors
 
 
 def test_force_starts_before_vllm_and_learns_its_version_later(fake_vllm, tmp_path):

@@ -259,7 +259,7 @@ def test_missing_argument_gets_the_default_and_values_convert(hooked):
         params=((0, "a", None), (1, "b", 7)),
     )
     f(1)
-    assert hrows(pdir)[0][2:6] == ["7", "nan", "1", "2.5"]
+    assert hrows(pdir)[0][2:6] == ["7", "", "1", "2.5"]  # None: an empty field
 
 
 def test_sets_step_before_the_call(hooked):
