@@ -91,5 +91,5 @@ TEST(IdClock, EvictionRowsCarryLifetimeIdleAndHits) {
   ASSERT_EQ(rows.size(), 3u);
   EXPECT_EQ(rows[0], "step,id,lifetime_s,idle_s,hits");
   EXPECT_EQ(rows[1], "7,5,9,7,2");
-  EXPECT_EQ(rows[2], "8,9,nan,nan,0");  // never seen before: lifetime and idle unknown
+  EXPECT_EQ(rows[2], "8,9,,,0");  // never seen before: lifetime and idle unknown (no value)
 }
