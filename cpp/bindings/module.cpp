@@ -10,6 +10,7 @@
 #include "profilemate/engine.hpp"
 #include "profilemate/gpu_timer.hpp"
 #include "profilemate/version.hpp"
+#include "pyext/block_clock.hpp"
 #include "pyext/pyext.hpp"
 #include "pyext/session.hpp"
 
@@ -134,6 +135,28 @@ NB_MODULE(_core, m) {
         return d;
       },
       "The device timer's state and counters.");
+
+  // Per-slot clock of a pool (KV blocks): one C++ pass over a list of objects per call.
+  nb::class_<pm::pyext::PyIdClock>(
+      m, "IdClock",
+      "Birth/release/reuse stamps of numbered slots (arrays sized by reserve); acquire() of a slot "
+      "whose mark attribute is not None records an eviction row (id, lifetime s, idle s, reuses).")
+      .def(nb::init<std::uint32_t, std::uint32_t, const std::string&, const std::string&>(),
+           "table"_a, "name"_a, "id_attr"_a, "mark_attr"_a)
+      .def("reserve", &pm::pyext::PyIdClock::reserve, "n"_a, "Size the arrays for ids [0, n).")
+      .def("acquire", &pm::pyext::PyIdClock::acquire, "objs"_a,
+           "Slots handed out now (list/tuple); returns how many were evicted (rows recorded).")
+      .def("reuse", &pm::pyext::PyIdClock::reuse, "objs"_a,
+           "Slots hit again; returns how many were parked (evictable) until now.")
+      .def("release", &pm::pyext::PyIdClock::release, "objs"_a,
+           "Slots released; returns how many were parked (released with their mark).")
+      .def("clear_marks", &pm::pyext::PyIdClock::clear_marks,
+           "Every parked slot loses its mark (bulk clear, no rows); returns how many were parked.")
+      .def_prop_ro("parked", &pm::pyext::PyIdClock::parked)
+      .def_prop_ro("evicted", &pm::pyext::PyIdClock::evicted)
+      .def_prop_ro("overflow", &pm::pyext::PyIdClock::overflow)
+      .def_prop_ro("capacity", &pm::pyext::PyIdClock::capacity)
+      .def_prop_ro("unsupported", &pm::pyext::PyIdClock::unsupported);
 
   // Introspection.
   m.def("stats", &pm::pyext::stats_dict, "Counters as of the last drain cycle.");

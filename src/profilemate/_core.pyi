@@ -131,5 +131,48 @@ def gpu_timer_poll(final: bool = False) -> int:
 def gpu_timer_stats() -> dict:
     """The device timer's state and counters."""
 
+class IdClock:
+    """
+    Birth/release/reuse stamps of numbered slots (arrays sized by reserve); acquire() of a slot whose mark attribute is not None records an eviction row (id, lifetime s, idle s, reuses).
+    """
+
+    def __init__(self, table: int, name: int, id_attr: str, mark_attr: str) -> None: ...
+
+    def reserve(self, n: int) -> None:
+        """Size the arrays for ids [0, n)."""
+
+    def acquire(self, objs: object) -> int:
+        """
+        Slots handed out now (list/tuple); returns how many were evicted (rows recorded).
+        """
+
+    def reuse(self, objs: object) -> int:
+        """Slots hit again; returns how many were parked (evictable) until now."""
+
+    def release(self, objs: object) -> int:
+        """
+        Slots released; returns how many were parked (released with their mark).
+        """
+
+    def clear_marks(self) -> int:
+        """
+        Every parked slot loses its mark (bulk clear, no rows); returns how many were parked.
+        """
+
+    @property
+    def parked(self) -> int: ...
+
+    @property
+    def evicted(self) -> int: ...
+
+    @property
+    def overflow(self) -> int: ...
+
+    @property
+    def capacity(self) -> int: ...
+
+    @property
+    def unsupported(self) -> int: ...
+
 def stats() -> dict:
     """Counters as of the last drain cycle."""
