@@ -89,7 +89,9 @@ def test_rows_columns_and_values(session):
 
 def test_trace_events_and_kinds(session):
     pdir, t0 = session
-    table = _core.define_table("kv_cache_usage", [("timestamp_sec", "ts_sec"), ("usage_pct", "a0")])
+    table = _core.define_table(
+        "test_gauge_usage", [("timestamp_sec", "ts_sec"), ("usage_pct", "a0")]
+    )
     _core.record_counter(table, _core.intern("usage"), t0 + 1000, 57.5, step=3)
     _core.record_instant(table, _core.intern("evict"), t0 + 2000, step=4, a0=1)
     _core.record_span(table, _core.intern("alloc"), t0 + 3000, 4000, step=5)
@@ -98,7 +100,7 @@ def test_trace_events_and_kinds(session):
     by_ph = {e["ph"]: e for e in events if e["ph"] in "XiC"}
     assert by_ph["C"]["args"] == {"usage_pct": 57.5}
     assert by_ph["i"]["args"] == {"step": 4, "usage_pct": 1}
-    assert by_ph["X"]["dur"] == 4.0 and by_ph["X"]["cat"] == "kv_cache_usage"
+    assert by_ph["X"]["dur"] == 4.0 and by_ph["X"]["cat"] == "test_gauge_usage"
     assert by_ph["X"]["ts"] == pytest.approx((t0 + 3000) / 1000, abs=0.001)
     meta = {e["name"] for e in events if e["ph"] == "M"}
     assert {"process_name", "thread_name"} <= meta
