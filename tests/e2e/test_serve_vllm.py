@@ -157,3 +157,68 @@ def test_every_server_process_profiled(served):
     prompt_tokens = sum(c["usage"]["prompt_tokens"] for c in served["completions"])
     # Each request: its prompt once (prefill yields the first token), then MAX_TOKENS-1 decodes.
     assert sum(ec_tokens.values()) == prompt_tokens + NUM_REQUESTS * (MAX_TOKENS - 1)
+
+
+def _dirs(served) -> dict[str, Path]:
+    session = served["session"]
+    assert session is not None, served["log"][-5000:]
+    return {p.name.rsplit("-", 1)[0]: p for p in session.iterdir() if p.is_dir()}
+
+
+def test_async_render_rows_cover_the_await(served):
+    """The server renders with coroutines (OnlineRenderer.render_completion ->
+    BaseRenderer.render_cmpl_async -> tokenize_prompts_async): one row each per request, each
+    span containing the one it awaits -- a wrapper that timed only the coroutine's creation would
+    give spans that end before the awaited work begins."""
+    rows = _rows(_dirs(served)["api"] / "cpu_operations_timing.csv")
+    by_ctx: dict[str, list[tuple[float, float]]] = {}
+    for r in rows:
+        t = float(r["timestamp_sec"])
+        by_ctx.setdefault(r["context"], []).append((t, t + float(r["duration_ms"]) / 1e3))
+    outer = sorted(by_ctx["OnlineRenderer.render_completion"])
+    mid = sorted(by_ctx["BaseRenderer.render_cmpl_async"])
+    inner = sorted(by_ctx["BaseRenderer.tokenize_prompts_async"])
+    assert len(outer) == len(mid) == len(inner) == NUM_REQUESTS  # requests were sent one by one
+    for (o0, o1), (m0, m1), (i0, i1) in zip(outer, mid, inner, strict=True):
+        assert o0 <= m0 <= i0 < i1 <= m1 <= o1
+    # Sync renderer methods are not used by the server.
+    assert "BaseRenderer.render_cmpl" not in by_ctx
+
+
+def test_lifecycle_through_the_server(served):
+    """One request_lifecycle row per HTTP request in the API and in the EngineCore, all finished,
+    with ordered times on one clock, the completion's token counts, and the API rows joined to the
+    EngineCore's steps through EngineCoreOutputs.timestamp (AsyncLLM's process_outputs)."""
+    d = _dirs(served)
+    api = {r["request_id"]: r for r in _rows(d["api"] / "request_lifecycle.csv")}
+    ec = {r["request_id"]: r for r in _rows(d["enginecore"] / "request_lifecycle.csv")}
+    assert len(api) == len(ec) == NUM_REQUESTS and set(api) == set(ec)
+    prompt_tokens = sorted(c["usage"]["prompt_tokens"] for c in served["completions"])
+    for rows in (api, ec):
+        assert sorted(int(r["prompt_tokens"]) for r in rows.values()) == prompt_tokens
+        for r in rows.values():
+            assert r["finish_reason"] == "length"
+            assert int(r["output_tokens"]) == MAX_TOKENS
+            a, q, ft, f = (
+                float(r[k]) for k in ("arrival_s", "queued_s", "first_token_s", "finish_s")
+            )
+            assert a <= q <= ft <= f
+    for r in ec.values():
+        assert float(r["queued_s"]) <= float(r["first_scheduled_s"]) <= float(r["first_token_s"])
+        # The API hands the request to the engine before the EngineCore queues it.
+        assert float(api[r["request_id"]]["queued_s"]) <= float(r["queued_s"])
+    upd = [
+        r
+        for r in _rows(d["enginecore"] / "cpu_operations_timing.csv")
+        if r["operation"] == "update_from_output"
+    ]
+    step_of = {r["engine_timestamp"]: int(r["step_id"]) for r in upd}
+    for rid, r in api.items():
+        assert step_of[r["first_token_engine_timestamp"]] == int(float(ec[rid]["first_token_step"]))
+        assert step_of[r["finish_engine_timestamp"]] == int(ec[rid]["step_id"])
+    proc = [
+        r
+        for r in _rows(d["api"] / "cpu_operations_timing.csv")
+        if r["operation"] == "process_outputs"
+    ]
+    assert proc and all(r["engine_timestamp"] in step_of for r in proc)

@@ -91,6 +91,17 @@ def _metrics(llm) -> dict:
     return out
 
 
+def _request_metrics(output) -> dict | None:
+    """vLLM's own per-request timestamps and counts (RequestStateStats; only with log stats on):
+    ``arrival_time`` is wall-clock, the ``*_ts`` are the EngineCore's ``time.monotonic()``."""
+    m = getattr(output, "metrics", None)
+    if m is None:
+        return None
+    keys = ("arrival_time", "queued_ts", "scheduled_ts", "first_token_ts", "last_token_ts",
+            "num_preemptions", "num_generation_tokens")  # fmt: skip
+    return {k: getattr(m, k) for k in keys if isinstance(getattr(m, k, None), int | float)}
+
+
 def run(args: argparse.Namespace) -> dict:
     from vllm import LLM, SamplingParams
 
@@ -142,6 +153,7 @@ def run(args: argparse.Namespace) -> dict:
                 "output_token_ids": list(c.token_ids),
                 "finish_reason": c.finish_reason,
                 "num_cached_tokens": o.num_cached_tokens,
+                "metrics": _request_metrics(o),
             }
         )
     import torch

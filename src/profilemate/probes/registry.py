@@ -370,12 +370,18 @@ class Registry:
                     return self._set(
                         st, SKIPPED, f"{site.qualname} is not callable ({type(func).__name__})"
                     )
-                if _is_deferred(func):
+                # A coroutine function without hooks gets the async wrapper (probes/async_timed.py),
+                # which spans the whole await; generators, and hooks on coroutines, are refused.
+                is_async = (
+                    inspect.iscoroutinefunction(func) and t.hooks is None and t.table is not None
+                )
+                if _is_deferred(func) and not is_async:
                     return self._set(
                         st,
                         SKIPPED,
                         f"{site.qualname} is a coroutine/generator function: a synchronous timing "
-                        "wrapper would time only its creation",
+                        "wrapper would time only its creation"
+                        + (" (coroutine targets take no hooks)" if t.hooks else ""),
                     )
                 hooks = t.hooks(HookContext(t, func, self._recorder)) if t.hooks else Hooks()
                 params, problem = bind_params(func, hook_params(hooks))
@@ -388,7 +394,8 @@ class Registry:
                     )
                 if st.health is None:
                     st.health = Health(site.key)
-                wrapper = self._make_wrapper(t, site, func, hooks, params, st.health)
+                make = self._make_async_wrapper if is_async else self._make_wrapper
+                wrapper = make(t, site, func, hooks, params, st.health)
                 installed = rewrap(wrapper)
                 previous = owner.__dict__.get(attr, _MISSING) if hasattr(owner, "__dict__") else raw
                 setattr(owner, attr, installed)
@@ -412,6 +419,20 @@ class Registry:
                 f", rebound in {len(patch.rebinds)} module(s)" if patch.rebinds else "",
             )
             return self._set(st, APPLIED, "")
+
+    def _make_async_wrapper(
+        self, t: Target, site: Site, func: Callable, hooks: Hooks, params: tuple, health: Health
+    ) -> Callable:
+        from profilemate.probes.async_timed import timed_async
+
+        return timed_async(
+            func,
+            self._recorder,
+            self._recorder.table(t.table),
+            self._recorder.intern(t.operation),
+            self._recorder.intern(site.qualname),
+            on_error=health.fail,
+        )
 
     def _make_wrapper(
         self, t: Target, site: Site, func: Callable, hooks: Hooks, params: tuple, health: Health
