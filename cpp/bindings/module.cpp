@@ -10,6 +10,7 @@
 #include "profilemate/engine.hpp"
 #include "profilemate/gpu_timer.hpp"
 #include "profilemate/version.hpp"
+#include "pyext/block_clock.hpp"
 #include "pyext/pyext.hpp"
 #include "pyext/session.hpp"
 
@@ -65,9 +66,11 @@ NB_MODULE(_core, m) {
         "step"_a = int64_t{-1}, "ctx"_a = 0u, "a0"_a = 0.0, "a1"_a = 0.0, "a2"_a = 0.0,
         "a3"_a = 0.0, "Record an instant event.");
   m.def("record_row", &pm::pyext::record_row_py, "table"_a, "name"_a, "ts_ns"_a, "dur_ns"_a,
-        "step"_a, "ctx"_a, "values"_a,
-        "Record one row of up to 16 values (a tuple or list; None = NaN) as a0..a15; ts_ns 0 = "
-        "now; dur_ns > 0 records a span, else an instant.");
+        "step"_a, "ctx"_a, "values"_a, "text"_a.none() = nb::none(),
+        "Record one row of up to 16 values (a tuple or list; None = NaN) as a0..a15, and an "
+        "optional text (the 'text' column, at most 112 UTF-8 bytes, e.g. a request id; it "
+        "travels inside the row, never through the interner); ts_ns 0 = now; dur_ns > 0 "
+        "records a span, else an instant.");
   m.def("record_rows", &pm::pyext::record_rows_py, "table"_a, "name"_a, "ts_ns"_a, "step"_a,
         "ncols"_a, "values"_a, "ctx"_a = 0u,
         "Record len(values) // ncols instant rows (values flat, row after row; ncols 1..16) in "
@@ -132,6 +135,28 @@ NB_MODULE(_core, m) {
         return d;
       },
       "The device timer's state and counters.");
+
+  // Per-slot clock of a pool (KV blocks): one C++ pass over a list of objects per call.
+  nb::class_<pm::pyext::PyIdClock>(
+      m, "IdClock",
+      "Birth/release/reuse stamps of numbered slots (arrays sized by reserve); acquire() of a slot "
+      "whose mark attribute is not None records an eviction row (id, lifetime s, idle s, reuses).")
+      .def(nb::init<std::uint32_t, std::uint32_t, const std::string&, const std::string&>(),
+           "table"_a, "name"_a, "id_attr"_a, "mark_attr"_a)
+      .def("reserve", &pm::pyext::PyIdClock::reserve, "n"_a, "Size the arrays for ids [0, n).")
+      .def("acquire", &pm::pyext::PyIdClock::acquire, "objs"_a,
+           "Slots handed out now (list/tuple); returns how many were evicted (rows recorded).")
+      .def("reuse", &pm::pyext::PyIdClock::reuse, "objs"_a,
+           "Slots hit again; returns how many were parked (evictable) until now.")
+      .def("release", &pm::pyext::PyIdClock::release, "objs"_a,
+           "Slots released; returns how many were parked (released with their mark).")
+      .def("clear_marks", &pm::pyext::PyIdClock::clear_marks,
+           "Every parked slot loses its mark (bulk clear, no rows); returns how many were parked.")
+      .def_prop_ro("parked", &pm::pyext::PyIdClock::parked)
+      .def_prop_ro("evicted", &pm::pyext::PyIdClock::evicted)
+      .def_prop_ro("overflow", &pm::pyext::PyIdClock::overflow)
+      .def_prop_ro("capacity", &pm::pyext::PyIdClock::capacity)
+      .def_prop_ro("unsupported", &pm::pyext::PyIdClock::unsupported);
 
   // Introspection.
   m.def("stats", &pm::pyext::stats_dict, "Counters as of the last drain cycle.");

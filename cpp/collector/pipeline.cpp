@@ -1,5 +1,7 @@
 #include "collector/pipeline.hpp"
 
+#include <cstring>
+
 #include "profilemate/interner.hpp"
 #include "profilemate/table.hpp"
 
@@ -42,7 +44,7 @@ bool Pipeline::consume(const Event* events, std::size_t n, std::int32_t tid) {
       ++invalid_;  // cannot happen: both runs of one ring are drained back to back
       pending_need_ = 0;
     } else {
-      while (pending_need_ > 0 && i < n && events[i].kind() == EventKind::kRowExt) {
+      while (pending_need_ > 0 && i < n && is_continuation(events[i].kind())) {
         take_ext(events[i++]);
       }
       if (pending_need_ > 0) {
@@ -56,22 +58,21 @@ bool Pipeline::consume(const Event* events, std::size_t n, std::int32_t tid) {
   }
   for (; i < n; ++i) {
     const Event& e = events[i];
-    if (e.kind() == EventKind::kRowExt) {  // a continuation without its head
+    if (is_continuation(e.kind())) {  // a continuation without its head
       ++invalid_;
       continue;
     }
     const std::uint32_t ext = e.ext_count();
     if (ext == 0) {
-      more_.fill(0.0);
+      reset_tail();
       if (!emit(e, tid)) return false;
       continue;
     }
     pending_head_ = e;
     pending_tid_ = tid;
-    pending_need_ = ext > static_cast<std::uint32_t>(kMaxRowExt) ? kMaxRowExt : ext;
-    pending_got_ = 0;
-    more_.fill(0.0);
-    while (pending_need_ > 0 && i + 1 < n && events[i + 1].kind() == EventKind::kRowExt) {
+    pending_need_ = ext;
+    reset_tail();
+    while (pending_need_ > 0 && i + 1 < n && is_continuation(events[i + 1].kind())) {
       take_ext(events[++i]);
     }
     if (pending_need_ > 0) {
@@ -85,10 +86,26 @@ bool Pipeline::consume(const Event* events, std::size_t n, std::int32_t tid) {
   return !failed_;
 }
 
+void Pipeline::reset_tail() {
+  tail_ = RowTail{};
+  values_got_ = 0;
+}
+
 void Pipeline::take_ext(const Event& c) {
-  for (int j = 0; j < 4; ++j) more_[static_cast<std::size_t>(4 * pending_got_ + j)] = c.args[j];
-  ++pending_got_;
   --pending_need_;
+  if (c.kind() == EventKind::kRowText) {
+    const std::size_t room = kMaxRowText - tail_.text_len;
+    const std::size_t n = room < kRowTextPerEvent ? room : kRowTextPerEvent;
+    std::memcpy(tail_.text + tail_.text_len, static_cast<const void*>(&c), n);
+    tail_.text_len += n;
+    // The last text event is NUL-padded.
+    while (tail_.text_len > 0 && tail_.text[tail_.text_len - 1] == '\0') --tail_.text_len;
+    return;
+  }
+  if (values_got_ >= static_cast<std::uint32_t>(kMaxRowExt)) return;  // malformed: ignore
+  for (int j = 0; j < 4; ++j)
+    tail_.more[4 * values_got_ + static_cast<std::uint32_t>(j)] = c.args[j];
+  ++values_got_;
 }
 
 bool Pipeline::emit(const Event& e, std::int32_t tid) {
@@ -100,7 +117,7 @@ bool Pipeline::emit(const Event& e, std::int32_t tid) {
   agg_.add(e);
   if (failed_) return true;  // after an I/O error: aggregates only, nothing more is written
   for (Sink* s : sinks_) {
-    if (!s->on_event(e, more_.data(), *t, tid)) return fail(*s);
+    if (!s->on_event(e, tail_, *t, tid)) return fail(*s);
   }
   return true;
 }

@@ -43,6 +43,7 @@ class Pipeline {
   bool fail(Sink& s);
   bool emit(const Event& e, std::int32_t tid);  // one whole row to the aggregates and sinks
   void take_ext(const Event& continuation);
+  void reset_tail();
 
   ProcessInfo info_;
   StringCache strings_;
@@ -55,11 +56,11 @@ class Pipeline {
   std::uint64_t invalid_ = 0;
   // The row being assembled: values a4.. of its continuations, and a head whose continuations
   // continue in the next drained run (the ring's wrap-around).
-  std::array<double, kMaxRowValues - 4> more_{};
+  RowTail tail_{};
+  std::uint32_t values_got_ = 0;  // value continuations taken for the row being assembled
   Event pending_head_{};
   std::int32_t pending_tid_ = 0;
   std::uint32_t pending_need_ = 0;
-  std::uint32_t pending_got_ = 0;
 };
 
 }  // namespace profilemate

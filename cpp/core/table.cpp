@@ -6,12 +6,12 @@
 namespace profilemate {
 namespace {
 
-constexpr std::array<std::string_view, 41> kSourceNames = {
+constexpr std::array<std::string_view, 42> kSourceNames = {
     "ts_sec", "end_sec", "dur_ms", "dur_us", "step", "name", "ctx", "a0",  "a1",  "a2",  "a3",
     "a4",     "a5",      "a6",     "a7",     "a8",   "a9",   "a10", "a11", "a12", "a13", "a14",
     "a15",    "s0",      "s1",     "s2",     "s3",   "s4",   "s5",  "s6",  "s7",  "s8",  "s9",
-    "s10",    "s11",     "s12",    "s13",    "s14",  "s15",  "pid", "tid"};
-static_assert(kSourceNames.size() == static_cast<std::size_t>(ColumnSource::kTid) + 1);
+    "s10",    "s11",     "s12",    "s13",    "s14",  "s15",  "pid", "tid", "text"};
+static_assert(kSourceNames.size() == static_cast<std::size_t>(ColumnSource::kText) + 1);
 
 bool valid_table_name(std::string_view n) {
   if (n.empty() || n.size() > 200 || n == "." || n == ".." || n == "summary" || n == "trace") {

@@ -22,11 +22,14 @@ inline constexpr std::uint32_t kNoRowTable = 0xFFFFFFFFu;
 // The TimedCallable type object (created on first use).
 nanobind::handle timed_type();
 
-// record_row(table, name, ts_ns, dur_ns, step, ctx, values): one row of up to 16 values (ts_ns 0
-// = now; dur_ns > 0 makes it a span). record_rows(table, name, ts_ns, step, ncols, values, ctx):
-// len(values) / ncols instant rows in one call, the loop in C++; returns the rows recorded.
+// record_row(table, name, ts_ns, dur_ns, step, ctx, values, text=None): one row of up to 16
+// values (ts_ns 0 = now; dur_ns > 0 makes it a span) and an optional text (the `text` column, at
+// most 112 UTF-8 bytes: a request id; it travels in the row, not through the interner).
+// record_rows(table, name, ts_ns, step, ncols, values, ctx): len(values) / ncols instant rows in
+// one call, the loop in C++; returns the rows recorded.
 void record_row_py(std::uint32_t table, std::uint32_t name, std::int64_t ts_ns, std::int64_t dur_ns,
-                   std::int64_t step, std::uint32_t ctx, nanobind::handle values);
+                   std::int64_t step, std::uint32_t ctx, nanobind::handle values,
+                   nanobind::handle text);
 std::size_t record_rows_py(std::uint32_t table, std::uint32_t name, std::int64_t ts_ns,
                            std::int64_t step, int ncols, nanobind::handle values,
                            std::uint32_t ctx);

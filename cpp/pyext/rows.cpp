@@ -45,8 +45,19 @@ struct FastSeq {
 }  // namespace
 
 void record_row_py(std::uint32_t table, std::uint32_t name, std::int64_t ts_ns, std::int64_t dur_ns,
-                   std::int64_t step, std::uint32_t ctx, nb::handle values) {
+                   std::int64_t step, std::uint32_t ctx, nb::handle values, nb::handle text) {
   if (!recording()) return;
+  std::string_view tv;
+  if (!text.is_none()) {
+    Py_ssize_t len = 0;
+    const char* s =
+        PyUnicode_Check(text.ptr()) ? PyUnicode_AsUTF8AndSize(text.ptr(), &len) : nullptr;
+    if (s == nullptr) {
+      if (!PyErr_Occurred()) throw nb::type_error("profilemate: text must be a str or None");
+      throw nb::python_error();
+    }
+    tv = std::string_view(s, static_cast<std::size_t>(len));
+  }
   FastSeq seq(values);
   const Py_ssize_t n = seq.size();
   if (n > kMaxRowValues) {
@@ -58,7 +69,7 @@ void record_row_py(std::uint32_t table, std::uint32_t name, std::int64_t ts_ns, 
   }
   if (ts_ns == 0) ts_ns = now_ns();
   record_row(dur_ns > 0 ? EventKind::kSpan : EventKind::kInstant, table, name, ts_ns, dur_ns, step,
-             ctx, vals, static_cast<int>(n));
+             ctx, vals, static_cast<int>(n), tv);
 }
 
 std::size_t record_rows_py(std::uint32_t table, std::uint32_t name, std::int64_t ts_ns,

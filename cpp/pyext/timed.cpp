@@ -155,8 +155,18 @@ PyObject* hook_failed(TimedObject* t) {
 
 // Appends a hook's return value to vals. Returns -1 with an exception set when it is not None, a
 // number, or a tuple of numbers/None, or when there would be more than `limit` values in all.
-int take_values(PyObject* r, double* vals, int& n, int limit = kMaxValues) {
+// A str value (at most one per row) becomes the row's text: a new reference in *text.
+int take_values(PyObject* r, double* vals, int& n, PyObject** text, int limit = kMaxValues) {
   auto one = [&](PyObject* v) -> int {
+    if (PyUnicode_CheckExact(v)) {
+      if (*text != nullptr) {
+        PyErr_SetString(PyExc_ValueError, "probe hooks returned more than one text value");
+        return -1;
+      }
+      Py_INCREF(v);
+      *text = v;
+      return 0;
+    }
     if (n >= limit) {
       PyErr_Format(PyExc_ValueError, "probe hooks returned more than %d values", kMaxValues);
       return -1;
@@ -236,6 +246,7 @@ PyObject* timed_vectorcall(PyObject* self, PyObject* const* args, size_t nargsf,
   }
 
   double vals[kMaxValues + 1] = {};  // + the step a sets_step before hook returns first
+  PyObject* text = nullptr;          // a hook's str value: the row's text column
   int n = 0;
   std::int64_t step = -1;
   bool have_step = false;
@@ -248,9 +259,10 @@ PyObject* timed_vectorcall(PyObject* self, PyObject* const* args, size_t nargsf,
     // stack[0] is free during this call: the offset flag lets a callee borrow it.
     PyObject* r = PyObject_Vectorcall(t->before, stack + 1,
                                       hook_nargs | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr);
-    if (r == nullptr || take_values(r, vals, n, kMaxValues + (t->sets_step ? 1 : 0)) < 0) {
+    if (r == nullptr || take_values(r, vals, n, &text, kMaxValues + (t->sets_step ? 1 : 0)) < 0) {
       interrupt = hook_failed(t);
       n = 0;
+      Py_CLEAR(text);
     } else if (t->sets_step && n > 0) {
       step = static_cast<std::int64_t>(vals[0]);
       have_step = true;
@@ -269,7 +281,7 @@ PyObject* timed_vectorcall(PyObject* self, PyObject* const* args, size_t nargsf,
     const int before_n = n;
     stack[0] = result;
     PyObject* r = PyObject_Vectorcall(t->after, stack, hook_nargs + 1, nullptr);
-    if (r == nullptr || take_values(r, vals, n) < 0) {
+    if (r == nullptr || take_values(r, vals, n, &text) < 0) {
       PyObject* intr = hook_failed(t);
       if (intr != nullptr) {
         Py_XDECREF(interrupt);
@@ -277,13 +289,27 @@ PyObject* timed_vectorcall(PyObject* self, PyObject* const* args, size_t nargsf,
       }
       for (int i = before_n; i < kMaxValues; ++i) vals[i] = 0;
       n = before_n;
+      Py_CLEAR(text);
     }
     Py_XDECREF(r);
   }
   if (t->table != kNoRowTable) {
+    std::string_view tv;
+    // Not while fn's exception is pending (the conversion could disturb it): such a row goes
+    // without its text.
+    if (text != nullptr && result != nullptr) {
+      Py_ssize_t len = 0;
+      const char* s = PyUnicode_AsUTF8AndSize(text, &len);
+      if (s != nullptr) {
+        tv = std::string_view(s, static_cast<std::size_t>(len));
+      } else {
+        PyErr_Clear();  // not encodable (lone surrogates): the row goes without its text
+      }
+    }
     record_row(EventKind::kSpan, t->table, t->name, start, end - start,
-               have_step ? step : current_step(), t->ctx, vals, n);
+               have_step ? step : current_step(), t->ctx, vals, n, tv);
   }
+  Py_XDECREF(text);
   if (interrupt != nullptr) {
     if (result == nullptr) {  // fn's own exception came later: it wins
       Py_DECREF(interrupt);

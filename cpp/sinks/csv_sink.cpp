@@ -14,7 +14,7 @@ std::uint32_t arg_as_id(double v) {
 
 CsvSink::CsvSink(const ProcessInfo& info, StringCache& strings) : info_(info), strings_(strings) {}
 
-void CsvSink::format_row(fmt::OutBuf& out, const Event& e, const double* more,
+void CsvSink::format_row(fmt::OutBuf& out, const Event& e, const RowTail& tail,
                          const TableDef& table, std::int32_t tid, const ProcessInfo& info,
                          StringCache& strings) {
   // One reservation for all numeric columns; a string column re-reserves for its own length plus
@@ -69,7 +69,7 @@ void CsvSink::format_row(fmt::OutBuf& out, const Event& e, const double* more,
       case ColumnSource::kA14:
       case ColumnSource::kA15:
         p = fmt::write_double(
-            p, row_value(e, more, static_cast<int>(src) - static_cast<int>(ColumnSource::kA0)),
+            p, row_value(e, tail, static_cast<int>(src) - static_cast<int>(ColumnSource::kA0)),
             false);
         break;
       case ColumnSource::kS0:
@@ -89,7 +89,7 @@ void CsvSink::format_row(fmt::OutBuf& out, const Event& e, const double* more,
       case ColumnSource::kS14:
       case ColumnSource::kS15:
         put_string(strings.csv(arg_as_id(row_value(
-                       e, more, static_cast<int>(src) - static_cast<int>(ColumnSource::kS0)))),
+                       e, tail, static_cast<int>(src) - static_cast<int>(ColumnSource::kS0)))),
                    i);
         break;
       case ColumnSource::kPid:
@@ -98,6 +98,12 @@ void CsvSink::format_row(fmt::OutBuf& out, const Event& e, const double* more,
       case ColumnSource::kTid:
         p = fmt::write_int(p, tid);
         break;
+      case ColumnSource::kText: {
+        std::string escaped;
+        fmt::csv_escape_into(escaped, tail.text_view());
+        put_string(escaped, i);
+        break;
+      }
     }
   }
   *p++ = '\n';
@@ -109,7 +115,7 @@ bool CsvSink::fail(const std::string& path, int err) {
   return false;
 }
 
-bool CsvSink::on_event(const Event& e, const double* more, const TableDef& table,
+bool CsvSink::on_event(const Event& e, const RowTail& tail, const TableDef& table,
                        std::int32_t tid) {
   if (error_.err != 0) return false;
   auto& slot = files_[table.id];
@@ -125,7 +131,7 @@ bool CsvSink::on_event(const Event& e, const double* more, const TableDef& table
     header.push_back('\n');
     slot->buf().append(header);
   }
-  format_row(slot->buf(), e, more, table, tid, info_, strings_);
+  format_row(slot->buf(), e, tail, table, tid, info_, strings_);
   ++rows_;
   if (int err = slot->maybe_write_early()) return fail(slot->path(), err);
   return true;

@@ -15,7 +15,7 @@ class CsvSink final : public Sink {
   CsvSink(const ProcessInfo& info, StringCache& strings);
 
   void on_thread(std::int32_t, std::string_view) override {}
-  bool on_event(const Event& e, const double* more, const TableDef& table,
+  bool on_event(const Event& e, const RowTail& tail, const TableDef& table,
                 std::int32_t tid) override;
   bool flush() override;
   void finish() override {}
@@ -25,7 +25,7 @@ class CsvSink final : public Sink {
   std::uint64_t rows() const noexcept { return rows_; }
 
   // Formats one row (no newline handling beyond the trailing '\n'); exposed for tests/benchmarks.
-  static void format_row(fmt::OutBuf& out, const Event& e, const double* more,
+  static void format_row(fmt::OutBuf& out, const Event& e, const RowTail& tail,
                          const TableDef& table, std::int32_t tid, const ProcessInfo& info,
                          StringCache& strings);
 

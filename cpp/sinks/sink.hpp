@@ -3,6 +3,7 @@
 // so a cycle's rows are on their way to disk within one flush interval.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string_view>
 
@@ -20,9 +21,17 @@ struct ProcessInfo {
   std::int64_t session_start_ns = 0;
 };
 
+// What a row carries beyond its head event: values a4.. and its text (empty when none).
+struct RowTail {
+  double more[kMaxRowValues - 4] = {};
+  char text[kMaxRowText] = {};
+  std::size_t text_len = 0;
+  std::string_view text_view() const noexcept { return {text, text_len}; }
+};
+
 // Value i (0 .. kMaxRowValues-1) of a row.
-inline double row_value(const Event& e, const double* more, int i) noexcept {
-  return i < 4 ? e.args[i] : more[i - 4];
+inline double row_value(const Event& e, const RowTail& tail, int i) noexcept {
+  return i < 4 ? e.args[i] : tail.more[i - 4];
 }
 
 class Sink {
@@ -31,10 +40,9 @@ class Sink {
 
   // A recording thread seen for the first time this session.
   virtual void on_thread(std::int32_t tid, std::string_view name) = 0;
-  // One row: its head event and the values past a3 (`more[k]` = a(4+k), kMaxRowValues - 4 of
-  // them, zero when the row has fewer). Returns false when an I/O error happened (reported
-  // through take_error()).
-  virtual bool on_event(const Event& e, const double* more, const TableDef& table,
+  // One row: its head event and its tail (values past a3, zero when the row has fewer; text).
+  // Returns false when an I/O error happened (reported through take_error()).
+  virtual bool on_event(const Event& e, const RowTail& tail, const TableDef& table,
                         std::int32_t tid) = 0;
   // Writes what was formatted. Returns false on an I/O error.
   virtual bool flush() = 0;

@@ -66,7 +66,7 @@ const TraceSink::TablePlan& TraceSink::plan(const TableDef& t) {
     fmt::json_escape_into(p->cat, t.name);
     p->counter_key = "value";
     for (const Column& c : t.columns) {
-      const bool is_arg = c.source == ColumnSource::kCtx ||
+      const bool is_arg = c.source == ColumnSource::kCtx || c.source == ColumnSource::kText ||
                           (c.source >= ColumnSource::kA0 && c.source <= ColumnSource::kS15);
       if (!is_arg) continue;
       std::string key;
@@ -78,7 +78,7 @@ const TraceSink::TablePlan& TraceSink::plan(const TableDef& t) {
   return *p;
 }
 
-bool TraceSink::on_event(const Event& e, const double* more, const TableDef& table,
+bool TraceSink::on_event(const Event& e, const RowTail& tail, const TableDef& table,
                          std::int32_t tid) {
   if (error_.err != 0 || finished_) return false;
   const TablePlan& p = plan(table);
@@ -125,15 +125,19 @@ bool TraceSink::on_event(const Event& e, const double* more, const TableDef& tab
       w.raw_key(key);
       if (src == ColumnSource::kCtx) {
         w.value_raw_str(strings_.json(e.ctx));
+      } else if (src == ColumnSource::kText) {
+        std::string escaped;
+        fmt::json_escape_into(escaped, tail.text_view());
+        w.value_raw_str(escaped);
       } else if (src >= ColumnSource::kS0) {
         const double v =
-            row_value(e, more, static_cast<int>(src) - static_cast<int>(ColumnSource::kS0));
+            row_value(e, tail, static_cast<int>(src) - static_cast<int>(ColumnSource::kS0));
         const bool is_id = v >= 0.0 && v <= 4294967295.0 &&
                            static_cast<double>(static_cast<std::uint32_t>(v)) == v;
         w.value_raw_str(strings_.json(is_id ? static_cast<std::uint32_t>(v) : 0));
       } else {
         w.value_double(
-            row_value(e, more, static_cast<int>(src) - static_cast<int>(ColumnSource::kA0)));
+            row_value(e, tail, static_cast<int>(src) - static_cast<int>(ColumnSource::kA0)));
       }
     }
   }

@@ -25,7 +25,7 @@ class TraceSink final : public Sink {
   int open();
 
   void on_thread(std::int32_t tid, std::string_view name) override;
-  bool on_event(const Event& e, const double* more, const TableDef& table,
+  bool on_event(const Event& e, const RowTail& tail, const TableDef& table,
                 std::int32_t tid) override;
   bool flush() override;
   void finish() override;

@@ -60,9 +60,9 @@ def record_span(table: int, name: int, start_ns: int, dur_ns: int, step: int = -
 def record_instant(table: int, name: int, ts_ns: int, step: int = -1, ctx: int = 0, a0: float = 0.0, a1: float = 0.0, a2: float = 0.0, a3: float = 0.0) -> None:
     """Record an instant event."""
 
-def record_row(table: int, name: int, ts_ns: int, dur_ns: int, step: int, ctx: int, values: object) -> None:
+def record_row(table: int, name: int, ts_ns: int, dur_ns: int, step: int, ctx: int, values: object, text: object | None = None) -> None:
     """
-    Record one row of up to 16 values (a tuple or list; None = NaN) as a0..a15; ts_ns 0 = now; dur_ns > 0 records a span, else an instant.
+    Record one row of up to 16 values (a tuple or list; None = NaN) as a0..a15, and an optional text (the 'text' column, at most 112 UTF-8 bytes, e.g. a request id; it travels inside the row, never through the interner); ts_ns 0 = now; dur_ns > 0 records a span, else an instant.
     """
 
 def record_rows(table: int, name: int, ts_ns: int, step: int, ncols: int, values: object, ctx: int = 0) -> int:
@@ -130,6 +130,49 @@ def gpu_timer_poll(final: bool = False) -> int:
 
 def gpu_timer_stats() -> dict:
     """The device timer's state and counters."""
+
+class IdClock:
+    """
+    Birth/release/reuse stamps of numbered slots (arrays sized by reserve); acquire() of a slot whose mark attribute is not None records an eviction row (id, lifetime s, idle s, reuses).
+    """
+
+    def __init__(self, table: int, name: int, id_attr: str, mark_attr: str) -> None: ...
+
+    def reserve(self, n: int) -> None:
+        """Size the arrays for ids [0, n)."""
+
+    def acquire(self, objs: object) -> int:
+        """
+        Slots handed out now (list/tuple); returns how many were evicted (rows recorded).
+        """
+
+    def reuse(self, objs: object) -> int:
+        """Slots hit again; returns how many were parked (evictable) until now."""
+
+    def release(self, objs: object) -> int:
+        """
+        Slots released; returns how many were parked (released with their mark).
+        """
+
+    def clear_marks(self) -> int:
+        """
+        Every parked slot loses its mark (bulk clear, no rows); returns how many were parked.
+        """
+
+    @property
+    def parked(self) -> int: ...
+
+    @property
+    def evicted(self) -> int: ...
+
+    @property
+    def overflow(self) -> int: ...
+
+    @property
+    def capacity(self) -> int: ...
+
+    @property
+    def unsupported(self) -> int: ...
 
 def stats() -> dict:
     """Counters as of the last drain cycle."""

@@ -223,6 +223,7 @@ Files run_wide(const std::string& dir) {
   for (int i = 0; i < 16; ++i) {
     cols.emplace_back("v" + std::to_string(i), (i == 9 ? "s" : "a") + std::to_string(i));
   }
+  cols.emplace_back("request", "text");
   const auto wide = pm::define_table("golden_wide", cols);
   const auto row = pm::intern("row");
   const auto reason = id_arg("kv_cache");
@@ -248,10 +249,34 @@ Files run_wide(const std::string& dir) {
   const std::vector<pm::Event> run2 = {ext(3, 38, reason, 40, 41), head(4, 1, 50),
                                        ext(4, 54, 55, 56, 57)};
   EXPECT_TRUE(p.consume(run2.data(), run2.size(), 7));
+  // Rows with text (a request id, CSV/JSON-escaped on output), built by the real producer code
+  // path into a small ring and drained the way the collector does: a 100-byte text takes two text
+  // continuations, a 130-byte one is cut at kMaxRowText, and the last row wraps the ring.
+  {
+    pm::Ring ring(16, 7, "engine");
+    const double v[5] = {1, 2, 3, 4, 5};
+    const std::string long_id = "cmpl-" + std::string(95, 'x');  // 100 bytes
+    const std::string cut = std::string(130, 'y');
+    auto put = [&](std::int64_t step, const double* vals, int n, std::string_view text) {
+      pm::record_row_into(ring, pm::EventKind::kInstant, wide, row, kStart + step * 1000, 0, step,
+                          0, vals, n, text);
+    };
+    put(5, v, 2, "req-\"5\", a,b");  // quotes and commas
+    put(6, v, 5, long_id);
+    auto drain = [&] {
+      ring.drain([&](const pm::Event* ev, std::size_t k) { EXPECT_TRUE(p.consume(ev, k, 7)); });
+    };
+    drain();
+    for (int k = 0; k < 4; ++k) put(100 + k, v, 5, "");  // 4 x 2 slots: the head is now at 14
+    drain();
+    put(7, v, 0, cut);  // head + 2 text slots at 14, 15, 0: wraps the ring
+    put(8, v, 1, "");
+    drain();
+  }
   EXPECT_EQ(p.invalid_events(), 1u);
   EXPECT_TRUE(p.finish());
   pm::SummaryFacts facts = fixed_facts(p);
-  facts.recorded = 4;
+  facts.recorded = 12;
   return collect(dir, p, facts);
 }
 

@@ -67,7 +67,7 @@ def _check(run) -> int:
     res = [r for r in events if r["event"] == "resumed"]
     assert pre and {r["reason"] for r in pre} == {"kv_cache_exhausted"}
     # every preempted request came back, once per preemption (and finished: above)
-    assert Counter(r["request_key"] for r in pre) == Counter(r["request_key"] for r in res)
+    assert Counter(r["request_id"] for r in pre) == Counter(r["request_id"] for r in res)
     for r in res:
         assert int(r["recomputed_tokens"]) == int(r["kv_tokens_dropped"]) - int(
             r["prefix_hit_tokens"]

@@ -101,3 +101,31 @@ def test_wide_rows_that_wrap_the_ring_arrive_whole(tmp_path):
         step = int(r["step"])
         assert [float(r[f"v{j}"]) for j in range(13)] == [float(step * 100 + j) for j in range(13)]
         assert [r[f"v{j}"] for j in range(13, 16)] == ["0", "0", "0"]
+
+
+def test_text_travels_in_the_row_not_the_interner(tmp_path):
+    pdir = _core.start(str(tmp_path), "text", flush_interval_ms=20)
+    try:
+        table = _core.define_table("text_rows", [("step", "step"), ("v0", "a0"), ("id", "text")])
+        name = _core.intern("t")
+        before = _core.stats()
+        _core.record_row(table, name, 0, 0, 1, 0, (3,), 'req-1,"q"')
+        _core.record_row(table, name, 0, 0, 2, 0, (), "a" + "ü" * 60)  # 121 bytes: cut at 111
+        f = _core.timed(
+            lambda rid: rid,
+            table,
+            name,
+            before=lambda rid: (9, rid),  # a str value is the row's text
+            params=((0, "rid", None),),
+        )
+        assert f("cmpl-abc-0") == "cmpl-abc-0"
+        with pytest.raises(TypeError):
+            _core.record_row(table, name, 0, 0, 0, 0, (), b"bytes")
+        _core.flush()
+        header, rows = read_csv(os.path.join(pdir, "text_rows.csv"))
+        assert _core.stats()["recorded"] - before["recorded"] == 3
+    finally:
+        _core.stop()
+    assert rows[0] == ["1", "3", 'req-1,"q"']
+    assert rows[1][2] == "a" + "ü" * 55  # cut on a character boundary
+    assert rows[2][1:] == ["9", "cmpl-abc-0"]

@@ -281,7 +281,8 @@ def test_sets_step_before_the_call(hooked):
     "bad",
     [
         lambda: 1 / 0,
-        lambda: "not a number",
+        lambda: ("one text", "two texts"),  # a row has at most one text
+        lambda: b"bytes",
         lambda: tuple(range(17)),  # a row carries at most 16 values
         lambda: [1],
     ],

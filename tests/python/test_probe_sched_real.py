@@ -224,7 +224,6 @@ def num(row: dict, col: str) -> float:
 
 @pytest.mark.parametrize("v2", [False, True], ids=["v1-runner", "v2-runner"])
 def test_batch_and_preemption_rows_match_the_scheduler(profiled, v2):
-    from profilemate.probes.categories.preemptions import request_key
 
     # 10 requests of 20-56 prompt tokens + 24 outputs need up to 5 blocks each; 24 blocks of 16
     # tokens hold 384 tokens: the scheduler must preempt.
@@ -287,16 +286,14 @@ def test_batch_and_preemption_rows_match_the_scheduler(profiled, v2):
     by_step = {}
     for i, st in enumerate(steps, start=1):
         for rid, dropped in st.preempted.items():
-            by_step.setdefault(i, {})[request_key(rid)] = dropped
+            by_step.setdefault(i, {})[rid] = dropped
     got = {}
     for r in pre:
         assert r["reason"] == "kv_cache_exhausted"
-        got.setdefault(int(r["step_id"]), {})[int(num(r, "request_key"))] = num(
-            r, "kv_tokens_dropped"
-        )
+        got.setdefault(int(r["step_id"]), {})[r["request_id"]] = num(r, "kv_tokens_dropped")
     assert got == by_step
     # every preempted request resumed, once per preemption, and finished
-    assert sorted(r["request_key"] for r in pre) == sorted(r["request_key"] for r in res)
+    assert sorted(r["request_id"] for r in pre) == sorted(r["request_id"] for r in res)
     assert all(r.is_finished() for r in reqs)
     # resumes: the hits are vLLM's own PrefixCacheStats.preempted_hits of the same step
     res_hits = {}
@@ -307,11 +304,7 @@ def test_batch_and_preemption_rows_match_the_scheduler(profiled, v2):
     for i, st in enumerate(steps, start=1):
         assert res_hits.get(i, 0) == st.preempted_hits == sum(st.resumed.values()), i
         for rid, hit in st.resumed.items():
-            row = next(
-                r
-                for r in res
-                if int(r["step_id"]) == i and int(num(r, "request_key")) == request_key(rid)
-            )
+            row = next(r for r in res if int(r["step_id"]) == i and r["request_id"] == rid)
             assert num(row, "prefix_hit_tokens") == hit
             assert num(row, "recomputed_tokens") == num(row, "kv_tokens_dropped") - hit
             assert num(row, "preempted_sec") > 0 and int(num(row, "preempted_step")) < i

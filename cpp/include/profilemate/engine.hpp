@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -163,18 +164,65 @@ inline void record(EventKind kind, std::uint32_t table, std::uint32_t name, std:
   ring->publish();
 }
 
-// Records one row of up to kMaxRowValues values (v[0..n-1] -> a0..); values past 4 travel in
-// continuation events written with the head and published together (a full ring drops the whole
-// row, counted once). n <= 4 is exactly record().
+// Writes one row into `ring` (the producer side; engine-internal, public for tests): the head
+// event, value continuations, text continuations, reserved together and published together (a
+// full ring drops the whole row, counted once). Values past kMaxRowValues and text past
+// kMaxRowText are cut.
+inline void record_row_into(Ring& ring, EventKind kind, std::uint32_t table, std::uint32_t name,
+                            std::int64_t ts_ns, std::int64_t dur_ns, std::int64_t step,
+                            std::uint32_t ctx, const double* v, int n,
+                            std::string_view text) noexcept {
+  if (n > kMaxRowValues) n = kMaxRowValues;
+  if (n < 0) n = 0;
+  if (text.size() > kMaxRowText) {  // cut on a UTF-8 character boundary
+    std::size_t cut = kMaxRowText;
+    while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0u) == 0x80u) --cut;
+    text = text.substr(0, cut);
+  }
+  const std::uint32_t vext = n > 4 ? static_cast<std::uint32_t>((n - 4 + 3) / 4) : 0;
+  const std::uint32_t text_ext =
+      static_cast<std::uint32_t>((text.size() + kRowTextPerEvent - 1) / kRowTextPerEvent);
+  if (!ring.try_reserve_n(table, 1 + vext + text_ext)) return;
+  Event& h = ring.slot(0);
+  h.ts_ns = ts_ns;
+  h.dur_ns = dur_ns;
+  for (int i = 0; i < 4; ++i) h.args[i] = i < n ? v[i] : 0.0;
+  h.name = name;
+  h.ctx = ctx;
+  h.meta = Event::pack_meta(step, table, kind, vext + text_ext);
+  for (std::uint32_t k = 1; k <= vext; ++k) {
+    Event& c = ring.slot(k);
+    c.ts_ns = ts_ns;
+    c.dur_ns = 0;
+    for (int i = 0; i < 4; ++i) {
+      const int j = static_cast<int>(4 * k) + i;
+      c.args[i] = j < n ? v[j] : 0.0;
+    }
+    c.name = name;
+    c.ctx = 0;
+    c.meta = Event::pack_meta(step, table, EventKind::kRowExt);
+  }
+  for (std::uint32_t k = 0; k < text_ext; ++k) {
+    Event& c = ring.slot(1 + vext + k);
+    char bytes[kRowTextPerEvent] = {};
+    text.copy(bytes, kRowTextPerEvent, k * kRowTextPerEvent);
+    std::memcpy(static_cast<void*>(&c), bytes, kRowTextPerEvent);
+    c.meta = Event::pack_meta(step, table, EventKind::kRowText);
+  }
+  ring.publish_n(1 + vext + text_ext);
+}
+
+// Records one row of up to kMaxRowValues values (v[0..n-1] -> a0..) and optional text (at most
+// kMaxRowText bytes; the `text` column) into the calling thread's ring. n <= 4 without text is
+// exactly record().
 inline void record_row(EventKind kind, std::uint32_t table, std::uint32_t name, std::int64_t ts_ns,
                        std::int64_t dur_ns, std::int64_t step, std::uint32_t ctx, const double* v,
-                       int n) noexcept {
-  if (n <= 4) {
+                       int n, std::string_view text = {}) noexcept {
+  if (n <= 4 && text.empty()) {
     record(kind, table, name, ts_ns, dur_ns, step, ctx, n > 0 ? v[0] : 0, n > 1 ? v[1] : 0,
            n > 2 ? v[2] : 0, n > 3 ? v[3] : 0);
     return;
   }
-  if (n > kMaxRowValues) n = kMaxRowValues;
   const std::uint32_t epoch = detail::g_epoch.load(std::memory_order_relaxed);
   if (epoch == 0) return;
   if (table >= kMaxTables) [[unlikely]] {
@@ -186,28 +234,7 @@ inline void record_row(EventKind kind, std::uint32_t table, std::uint32_t name, 
     ring = detail::register_thread(epoch);
     if (ring == nullptr) return;
   }
-  const std::uint32_t ext = static_cast<std::uint32_t>((n - 4 + 3) / 4);
-  if (!ring->try_reserve_n(table, 1 + ext)) return;
-  Event& h = ring->slot(0);
-  h.ts_ns = ts_ns;
-  h.dur_ns = dur_ns;
-  for (int i = 0; i < 4; ++i) h.args[i] = v[i];
-  h.name = name;
-  h.ctx = ctx;
-  h.meta = Event::pack_meta(step, table, kind, ext);
-  for (std::uint32_t k = 1; k <= ext; ++k) {
-    Event& c = ring->slot(k);
-    c.ts_ns = ts_ns;
-    c.dur_ns = 0;
-    for (int i = 0; i < 4; ++i) {
-      const int j = static_cast<int>(4 * k) + i;
-      c.args[i] = j < n ? v[j] : 0.0;
-    }
-    c.name = name;
-    c.ctx = 0;
-    c.meta = Event::pack_meta(step, table, EventKind::kRowExt);
-  }
-  ring->publish_n(1 + ext);
+  record_row_into(*ring, kind, table, name, ts_ns, dur_ns, step, ctx, v, n, text);
 }
 
 inline void record_span(std::uint32_t table, std::uint32_t name, std::int64_t start_ns,

@@ -8,6 +8,7 @@
 // thread, so the collector stamps the ring's tid; the pid is per process.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <type_traits>
 
@@ -22,11 +23,21 @@ enum class EventKind : std::uint8_t {
   // continuations) followed by its continuations in the same ring, published together, so the
   // collector always sees a whole row (engine.hpp: record_row).
   kRowExt = 3,
+  // Continuation carrying text (a request id): its first kRowTextPerEvent bytes, everything but
+  // meta, hold the next bytes of the row's text (NUL-padded). Text continuations follow the
+  // value continuations; a row carries at most kMaxRowText bytes of text. Text travels inside the
+  // row, so per-request strings never enter the interner (which keeps every string for good).
+  kRowText = 4,
 };
 
 // Values one row can carry: a0..a15 (the head's four plus three continuations of four).
 inline constexpr int kMaxRowValues = 16;
 inline constexpr int kMaxRowExt = (kMaxRowValues - 4) / 4;
+inline constexpr std::size_t kRowTextPerEvent = 56;  // 64 bytes less meta
+inline constexpr std::size_t kMaxRowText = 2 * kRowTextPerEvent;
+inline constexpr bool is_continuation(EventKind k) noexcept {
+  return k == EventKind::kRowExt || k == EventKind::kRowText;
+}
 
 // Tables are the CSV files of one process; the id fits in 8 bits (see kMaxTables).
 inline constexpr std::uint32_t kMaxTables = 256;
@@ -64,5 +75,6 @@ static_assert(sizeof(Event) == 64, "an Event must be exactly one cache line");
 static_assert(alignof(Event) == 64, "an Event must start on a cache line");
 static_assert(std::is_trivially_copyable_v<Event>);
 static_assert(std::is_standard_layout_v<Event>);
+static_assert(offsetof(Event, meta) == kRowTextPerEvent, "text fills everything before meta");
 
 }  // namespace profilemate

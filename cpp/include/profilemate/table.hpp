@@ -60,6 +60,7 @@ enum class ColumnSource : std::uint8_t {
   kS15,  // argument slots read as interned string ids
   kPid,
   kTid,
+  kText,  // the row's text (record_row's text; a request id), CSV-escaped
 };
 
 // "ts_sec", "end_sec", ... (the names, in the order above) -> the source. Throws

@@ -102,6 +102,99 @@ def _request_metrics(output) -> dict | None:
     return {k: getattr(m, k) for k in keys if isinstance(getattr(m, k, None), int | float)}
 
 
+def _capture_scheduler_stats(llm) -> list[dict]:
+    """vLLM's own per-step SchedulerStats as they reach its stat loggers in this process (needs
+    disable_log_stats=False): one entry per EngineCore step, in step order, for tests that compare
+    per-step numbers (e.g. kv_cache_usage) with a profiler's. The last steps' may not arrive
+    before generate() returns."""
+    out: list[dict] = []
+    mgr = getattr(getattr(llm, "llm_engine", None), "logger_manager", None)
+    if mgr is None:
+        return out
+    record = mgr.record
+
+    def capture(*args, **kwargs):
+        st = kwargs.get("scheduler_stats", args[0] if args else None)
+        if st is not None:
+            p = st.prefix_cache_stats
+            out.append(
+                {
+                    "kv_cache_usage": st.kv_cache_usage,
+                    "prefix_queries": p.queries,
+                    "prefix_hits": p.hits,
+                    "prefix_requests": p.requests,
+                    "preempted_prefix_hits": p.preempted_hits,
+                    "num_running_reqs": st.num_running_reqs,
+                }
+            )
+        return record(*args, **kwargs)
+
+    mgr.record = capture
+    return out
+
+
+class _KvEventCounter:
+    """vLLM's KV cache events (BlockStored / BlockRemoved / AllBlocksCleared), counted as its ZMQ
+    publisher sends them: the publisher connects to this SUB socket (a tcp endpoint that is not a
+    wildcard is connected to, not bound, by vLLM's ZmqEventPublisher)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        import zmq
+
+        self._ctx = zmq.Context()
+        self._sub = self._ctx.socket(zmq.SUB)
+        self._sub.setsockopt(zmq.SUBSCRIBE, b"")
+        port = self._sub.bind_to_random_port("tcp://127.0.0.1")
+        self.endpoint = f"tcp://127.0.0.1:{port}"
+        self.counts = {"batches": 0, "block_stored": 0, "block_removed": 0, "all_cleared": 0}
+        self.next_seq = 0
+        self.gaps = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import msgspec
+        from vllm.distributed.kv_events import (
+            AllBlocksCleared,
+            BlockRemoved,
+            BlockStored,
+            KVEventBatch,
+        )
+
+        dec = msgspec.msgpack.Decoder(type=KVEventBatch)
+        while not self._stop.is_set():
+            if not self._sub.poll(100):
+                continue
+            _topic, seq_bytes, payload = self._sub.recv_multipart()
+            seq = int.from_bytes(seq_bytes, "big")
+            self.gaps += seq != self.next_seq
+            self.next_seq = seq + 1
+            self.counts["batches"] += 1
+            for e in dec.decode(payload).events:
+                if isinstance(e, BlockRemoved):
+                    self.counts["block_removed"] += len(e.block_hashes)
+                elif isinstance(e, BlockStored):
+                    self.counts["block_stored"] += len(e.block_hashes)
+                elif isinstance(e, AllBlocksCleared):
+                    self.counts["all_cleared"] += 1
+
+    def finish(self, quiet_s: float = 1.0) -> dict:
+        import time
+
+        last = -1
+        while last != self.counts["batches"]:  # until no batch arrived for quiet_s
+            last = self.counts["batches"]
+            time.sleep(quiet_s)
+        self._stop.set()
+        self._thread.join()
+        self._sub.close(linger=0)
+        self._ctx.term()
+        return {**self.counts, "gaps": self.gaps}
+
+
 def run(args: argparse.Namespace) -> dict:
     from vllm import LLM, SamplingParams
 
@@ -124,9 +217,18 @@ def run(args: argparse.Namespace) -> dict:
         # Whisper: one clip per request; the decoder window is max_target_positions (448).
         llm_kwargs["limit_mm_per_prompt"] = {"audio": 1}
         llm_kwargs["max_model_len"] = min(args.max_model_len, 448)
+    kv_events = None
+    if args.kv_events:
+        kv_events = _KvEventCounter()
+        llm_kwargs["kv_events_config"] = {
+            "enable_kv_cache_events": True,
+            "publisher": "zmq",
+            "endpoint": kv_events.endpoint,
+        }
     t0 = time.monotonic()
     llm = LLM(**llm_kwargs)
     t1 = time.monotonic()
+    scheduler_stats = _capture_scheduler_stats(llm) if args.log_stats else []
     if encdec:
         prompts = make_audio_prompts(args.num_prompts, seed=args.seed)
     elif args.shared_prefix_tokens:
@@ -171,6 +273,10 @@ def run(args: argparse.Namespace) -> dict:
         "generate_s": round(t2 - t1, 3),
         "requests": requests,
         "metrics": _metrics(llm) if args.log_stats else {},
+        # The engine's KV cache size in blocks, as the EngineCore reported it at start-up.
+        "num_gpu_blocks": llm.llm_engine.vllm_config.cache_config.num_gpu_blocks,
+        "scheduler_stats": scheduler_stats,
+        "kv_events": kv_events.finish() if kv_events is not None else None,
     }
 
 
@@ -210,6 +316,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="token-id prompts sharing this many leading tokens (prefix-cache hits)",
+    )
+    ap.add_argument(
+        "--kv-events",
+        action="store_true",
+        help="count vLLM's KV cache events (BlockStored/BlockRemoved) from its ZMQ publisher",
     )
     return ap
 

@@ -52,9 +52,11 @@ class CoreRecorder:
         ts_ns: int = 0,
         dur_ns: int = 0,
         ctx_id: int = 0,
+        text: str | None = None,
     ) -> None:
-        """One row of up to 16 values (tuple/list, None = NaN) with one C++ call; ts_ns 0 = now."""
-        self._row(table, name, ts_ns, dur_ns, step, ctx_id, values)
+        """One row of up to 16 values (tuple/list, None = NaN) and an optional text (the `text`
+        column: a request id, never interned) with one C++ call; ts_ns 0 = now."""
+        self._row(table, name, ts_ns, dur_ns, step, ctx_id, values, text)
 
     def rows(
         self, table: int, name: int, step: int, ncols: int, flat_values, ts_ns: int = 0

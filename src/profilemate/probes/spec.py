@@ -37,8 +37,10 @@ WORKER = ("worker",)
 
 # Column sources the C++ core understands (docs/CORE_API.md, `define_table`).
 MAX_VALUES = 16  # a row carries a0..a15 (numbers) / s0..s15 (the same slots as interned strings)
+# `text`: the row's one string that must not go through the interner (a request id): a hook returns
+# it as a str value, or recorder.row(..., text=...); at most 112 UTF-8 bytes.
 SOURCES = frozenset(
-    "ts_sec end_sec dur_ms dur_us step name ctx pid tid".split()
+    "ts_sec end_sec dur_ms dur_us step name ctx pid tid text".split()
     + [f"a{i}" for i in range(MAX_VALUES)]
     + [f"s{i}" for i in range(MAX_VALUES)]
 )

@@ -29,13 +29,11 @@ file):
   ``MAX_PENDING`` entries (oldest dropped first).
 
 Request ids are per-request strings, which the core's interned-string table must not hold (it
-lives as long as the process): rows carry ``request_key`` = :func:`request_key`, the first 48 bits
-of BLAKE2b of the id (exact in a double; join key across rows and files).
+lives as long as the process): they travel inside the row (the ``text`` column source).
 """
 
 from __future__ import annotations
 
-import hashlib
 import weakref
 
 from profilemate.probes import steps
@@ -51,18 +49,18 @@ EVENTS = Table(
         Column("timestamp_sec", "ts_sec", "s", "when it happened, seconds since the session start"),
         Column("step_id", "step", "", "engine step (a reset between steps: the last step)"),
         Column("event", "name", "", "preempted, resumed or prefix_cache_reset"),
-        Column("request_key", "a0", "", "48-bit key of the request id (request_key())"),
-        Column("reason", "s1", "", "kv_cache_exhausted or prefix_cache_reset"),
+        Column("request_id", "text", "", "vLLM's request id (empty on prefix_cache_reset rows)"),
+        Column("reason", "s0", "", "kv_cache_exhausted or prefix_cache_reset"),
         Column(
-            "kv_tokens_dropped", "a2", "tokens", "computed tokens whose KV the preemption freed"
+            "kv_tokens_dropped", "a1", "tokens", "computed tokens whose KV the preemption freed"
         ),
-        Column("num_tokens", "a3", "tokens", "the request's prompt + output tokens at the event"),
-        Column("output_tokens", "a4", "tokens", "the request's output tokens at the event"),
-        Column("num_preemptions", "a5", "", "the request's preemptions so far, this one included"),
-        Column("prefix_hit_tokens", "a6", "tokens", "resumed: tokens the prefix cache gave back"),
-        Column("recomputed_tokens", "a7", "tokens", "resumed: dropped tokens computed again"),
-        Column("preempted_sec", "a8", "s", "resumed: time from the preemption to the resume"),
-        Column("preempted_step", "a9", "", "resumed: the step of the preemption"),
+        Column("num_tokens", "a2", "tokens", "the request's prompt + output tokens at the event"),
+        Column("output_tokens", "a3", "tokens", "the request's output tokens at the event"),
+        Column("num_preemptions", "a4", "", "the request's preemptions so far, this one included"),
+        Column("prefix_hit_tokens", "a5", "tokens", "resumed: tokens the prefix cache gave back"),
+        Column("recomputed_tokens", "a6", "tokens", "resumed: dropped tokens computed again"),
+        Column("preempted_sec", "a7", "s", "resumed: time from the preemption to the resume"),
+        Column("preempted_step", "a8", "", "resumed: the step of the preemption"),
         Column("duration_ms", "dur_ms", "ms", "wall time of vLLM's call (0 for resumed rows)"),
     ),
     doc="one row per preemption, resume and prefix-cache reset",
@@ -83,16 +81,11 @@ STEPS = Table(
 TABLES = (EVENTS, STEPS)
 
 
-def request_key(request_id: str) -> int:
-    """The 48-bit join key recorded for a request id (exact as a CSV number)."""
-    return int.from_bytes(hashlib.blake2b(request_id.encode(), digest_size=6).digest(), "big")
-
-
 class _State:
     __slots__ = ("pending", "resetting", "preempted_now")
 
     def __init__(self) -> None:
-        # request id -> (preempted at ns, kv tokens dropped, step, reason id, key)
+        # request id -> (preempted at ns, kv tokens dropped, step, reason id)
         self.pending: dict[str, tuple] = {}
         self.resetting = False
         self.preempted_now = 0
@@ -118,14 +111,13 @@ def preempt_hooks(ctx) -> Hooks:
         rid = request.request_id
         dropped = request.num_computed_tokens
         reason = reset if st.resetting else kv
-        key = request_key(rid)
         pending = st.pending
         if len(pending) >= MAX_PENDING and rid not in pending:
             del pending[next(iter(pending))]
-        pending[rid] = (now_ns(), dropped, current_step(), reason, key)
+        pending[rid] = (now_ns(), dropped, current_step(), reason)
         st.preempted_now += 1
         return (
-            key,
+            rid,  # a str: the row's text column
             reason,
             dropped,
             request.num_tokens,
@@ -141,7 +133,7 @@ def reset_hooks(ctx) -> Hooks:
 
     def before(self, reset_running_requests):
         _state(self).resetting = bool(reset_running_requests)
-        return (0, reason)
+        return reason
 
     def after(result, self, reset_running_requests):
         _state(self).resetting = False
@@ -179,16 +171,14 @@ def schedule_hooks(ctx) -> Hooks:
             nst = so.num_scheduled_tokens
             requests = self.requests
             t = now_ns()
-            flat: list = []
             for rid in back:
-                t0, dropped, pstep, reason, key = pending.pop(rid)
+                t0, dropped, pstep, reason = pending.pop(rid)
                 req = requests[rid]
                 hit = req.num_computed_tokens - nst[rid]
                 redo = max(dropped - hit, 0)
                 hits += hit
                 recomputed += redo
-                flat += (
-                    key,
+                values = (
                     reason,
                     dropped,
                     req.num_tokens,
@@ -199,7 +189,7 @@ def schedule_hooks(ctx) -> Hooks:
                     (t - t0) / 1e9,
                     pstep,
                 )
-            rec.rows(events, resumed_name, step, 10, flat, t)
+                rec.row(events, resumed_name, step, values, ts_ns=t, text=rid)
         return (st.preempted_now, len(back), hits, recomputed, len(pending))
 
     return Hooks(before, after)

@@ -67,20 +67,20 @@ REQUEST_LIFECYCLE = Table(
     (
         Column("timestamp_sec", "ts_sec", "s", "when the row was recorded (the finish), seconds since the session start"),
         Column("step_id", "step", "", "EngineCore: the engine step in which the request finished; API: empty"),
-        Column("request_id", "s0", "", "vLLM's internal request id (the same in the API and the EngineCore)"),
-        Column("finish_reason", "s1", "", "stop, length, abort, error, repetition"),
-        Column("arrival_s", "a2", "s", "Request.arrival_time, converted to CLOCK_MONOTONIC seconds"),
-        Column("queued_s", "a3", "s", "EngineCore: Scheduler.add_request; API: OutputProcessor.add_request"),
-        Column("first_scheduled_s", "a4", "s", "start of the first schedule() that scheduled it (EngineCore)"),
-        Column("first_token_s", "a5", "s", "EngineCore: end of the update_from_output that gave the first token; API: end of the process_outputs that delivered it"),
-        Column("finish_s", "a6", "s", "when it finished (EngineCore: _free_request; API: process_outputs / abort_requests)"),
-        Column("prompt_tokens", "a7", "tokens", "prompt length"),
-        Column("output_tokens", "a8", "tokens", "tokens generated (API: after stop-string trimming)"),
-        Column("num_preemptions", "a9", "preemptions", "times vLLM preempted it (EngineCore)"),
-        Column("first_scheduled_step", "a10", "", "engine step of the first schedule (EngineCore)"),
-        Column("first_token_step", "a11", "", "engine step that produced the first token (EngineCore)"),
-        Column("first_token_engine_timestamp", "a12", "s", "API: EngineCoreOutputs.timestamp of the output with the first token"),
-        Column("finish_engine_timestamp", "a13", "s", "API: EngineCoreOutputs.timestamp of the output that finished it"),
+        Column("request_id", "text", "", "vLLM's internal request id (the same in the API and the EngineCore); travels in the row, never interned"),
+        Column("finish_reason", "s0", "", "stop, length, abort, error, repetition"),
+        Column("arrival_s", "a1", "s", "Request.arrival_time, converted to CLOCK_MONOTONIC seconds"),
+        Column("queued_s", "a2", "s", "EngineCore: Scheduler.add_request; API: OutputProcessor.add_request"),
+        Column("first_scheduled_s", "a3", "s", "start of the first schedule() that scheduled it (EngineCore)"),
+        Column("first_token_s", "a4", "s", "EngineCore: end of the update_from_output that gave the first token; API: end of the process_outputs that delivered it"),
+        Column("finish_s", "a5", "s", "when it finished (EngineCore: _free_request; API: process_outputs / abort_requests)"),
+        Column("prompt_tokens", "a6", "tokens", "prompt length"),
+        Column("output_tokens", "a7", "tokens", "tokens generated (API: after stop-string trimming)"),
+        Column("num_preemptions", "a8", "preemptions", "times vLLM preempted it (EngineCore)"),
+        Column("first_scheduled_step", "a9", "", "engine step of the first schedule (EngineCore)"),
+        Column("first_token_step", "a10", "", "engine step that produced the first token (EngineCore)"),
+        Column("first_token_engine_timestamp", "a11", "s", "API: EngineCoreOutputs.timestamp of the output with the first token"),
+        Column("finish_engine_timestamp", "a12", "s", "API: EngineCoreOutputs.timestamp of the output that finished it"),
     ),
     doc="one row per finished request, per process (EngineCore, API)",
 )  # fmt: skip
@@ -117,8 +117,8 @@ def _new_state(arrival_wall, prompt_tokens, now_s: float) -> list:
 
 
 class _Ids:
-    """Interned ids, cached: finish reasons (a handful). Request ids are interned once each, at
-    their row (the core keeps interned strings for the process's life: see docs/OUTPUTS.md)."""
+    """Interned ids, cached: finish reasons (a handful). Request ids are never interned (the core
+    keeps interned strings for the process's life): they go in the row's text column."""
 
     def __init__(self, recorder) -> None:
         self.rec = recorder  # None when `profilemate doctor` builds the hooks to check signatures
@@ -264,7 +264,7 @@ def ec_free_request_hooks(ctx) -> Hooks:
             tr.first_tokens += 1
         reason = request.get_finished_reason()  # FinishReason.STOP is 0: test for None
         return (
-            rec.intern(rid),
+            rid,  # a str: the row's text column (request ids never enter the interner)
             ids.reason(request.status.name if reason is None else reason),
             st[ARRIVAL],
             st[QUEUED],
@@ -305,7 +305,6 @@ def _prompt_len(request) -> int:
 
 def _api_row(ids: _Ids, rid: str, st: list, reason, now: float, engine_ts: float) -> tuple:
     return (
-        ids.rec.intern(rid),
         ids.reason(reason),
         st[ARRIVAL],
         st[QUEUED],
@@ -376,7 +375,9 @@ def api_process_outputs_hooks(ctx) -> Hooks:
                     continue
                 st = states.pop(rid, None)
                 if st is not None:
-                    rec.row(ids.table, ids.name, -1, _api_row(ids, rid, st, reason, now, ts))
+                    rec.row(
+                        ids.table, ids.name, -1, _api_row(ids, rid, st, reason, now, ts), text=rid
+                    )
                     n_fin += 1
         return n_first, n_fin, len(states), ts
 
@@ -394,7 +395,9 @@ def api_abort_requests_hooks(ctx) -> Hooks:
             for rid in result:
                 st = tr.states.pop(rid, None)
                 if st is not None:
-                    rec.row(ids.table, ids.name, -1, _api_row(ids, rid, st, "abort", now, NAN))
+                    rec.row(
+                        ids.table, ids.name, -1, _api_row(ids, rid, st, "abort", now, NAN), text=rid
+                    )
                     n += 1
         return 0, n, len(tr.states), NAN
 
