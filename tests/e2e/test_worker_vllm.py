@@ -70,9 +70,21 @@ def test_forward_rows_match_engine_steps(vllm_run):
     assert any(r["phase"] == "decode" for r in serve)
 
 
+def _engine_scheduled_reqs(run) -> dict[int, int]:
+    """step id -> requests given tokens, as the EngineCore's Scheduler saw them (batch_utilization)."""
+    ec = _one(run, "enginecore")
+    return {
+        int(r["step_id"]): int(float(r["scheduled_reqs"]))
+        for r in _rows(ec, "batch_utilization")
+        if float(r["scheduled_tokens"]) > 0
+    }
+
+
 def test_cuda_graph_rows_on_cpu(vllm_run):
     run = vllm_run(*DENSE, profile=True)
     steps = _engine_steps(run)
+    reqs = _engine_scheduled_reqs(run)
+    assert sorted(reqs) == sorted(steps)
     w = _one(run, "worker")
     tl = _rows(w, "cuda_graph_timeline")
     assert sorted(int(r["step_id"]) for r in tl) == sorted(steps)  # one per forward
@@ -82,6 +94,11 @@ def test_cuda_graph_rows_on_cpu(vllm_run):
         assert r["graph_action"] == "eager"
         assert int(float(r["num_tokens"])) == steps[int(r["step_id"])]
         assert r["num_padded_tokens"] == r["num_tokens"]  # no padding without graphs
+        # The worker's request count (the num_reqs vLLM dispatched with) is the engine's; the eager
+        # descriptor carries none of its own.
+        assert int(float(r["num_reqs"])) == reqs[int(r["step_id"])], r
+        assert _empty(r["descriptor_num_reqs"]), r
+    assert max(int(float(r["num_reqs"])) for r in tl) > 1  # real batches, not a constant 1
     assert _rows(w, "cuda_graph_captures") == []
     assert _rows(w, "cuda_graph_usage") == []
 

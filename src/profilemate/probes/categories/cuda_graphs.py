@@ -42,10 +42,11 @@ TIMELINE = Table(
         Column("graph_action", "s2", "", "replay, capture or eager: what the graph wrapper did"),
         Column("num_tokens", "a3", "tokens", "tokens before padding"),
         Column("num_padded_tokens", "a4", "tokens", "tokens of the batch descriptor (after padding)"),
-        Column("num_reqs", "a5", "requests", "requests of the batch descriptor (empty when the graph is not request-specific)"),
+        Column("num_reqs", "a5", "requests", "requests in the forward (before padding): the num_reqs vLLM dispatched with (V1 _determine_batch_execution_and_padding, V2 dispatch_cg_and_sync_dp)"),
         Column("uniform", "a6", "", "1 when the descriptor is a uniform decode batch"),
         Column("has_lora", "a7", "", "1 when LoRA is active in the descriptor"),
         Column("duration_ms", "dur_ms", "ms", "host wall time of the forward call"),
+        Column("descriptor_num_reqs", "a8", "requests", "requests of the batch descriptor, i.e. the graph's padded request count (empty when the descriptor has none: eager forwards and PIECEWISE graphs)"),
     ),
     doc="one row per model forward",
 )  # fmt: skip
@@ -98,16 +99,27 @@ V2_ZERO = "no tokens"
 
 
 def _mode_name(mode) -> str:
-    return getattr(mode, "name", None) or str(mode)
+    # Enum members keep their name in ``_name_`` (the ``name`` property costs ~10x more).
+    try:
+        return mode._name_
+    except AttributeError:
+        return getattr(mode, "name", None) or str(mode)
+
+
+_static_graphs: list = []  # the platform's answer, asked once per process (it never changes)
 
 
 def _static_graphs_supported() -> bool:
+    if _static_graphs:
+        return _static_graphs[0]
     try:
         from vllm.platforms import current_platform
 
-        return bool(current_platform.support_static_graph_mode())
+        ok = bool(current_platform.support_static_graph_mode())
     except Exception:
-        return True
+        return True  # not cached: vLLM's platform may not be resolvable yet
+    _static_graphs.append(ok)
+    return ok
 
 
 def eager_reason_v1(
@@ -157,6 +169,16 @@ def eager_reason_v1(
 
 
 def _desc_values(desc, unpadded):
+    try:  # V1's BatchDescriptor (every forward): plain attribute reads
+        reqs = desc.num_reqs
+        return (
+            float(desc.num_tokens),
+            NAN if reqs is None else float(reqs),
+            1.0 if desc.uniform else 0.0,
+            1.0 if desc.has_lora or desc.num_active_loras else 0.0,
+        )
+    except AttributeError:
+        pass
     padded = getattr(desc, "num_tokens", unpadded)
     reqs = getattr(desc, "num_reqs", None)
     return (
@@ -174,9 +196,36 @@ class _State:
         self.mode = "NONE"
         self.reason = ""
         self.unpadded = 0
+        self.num_reqs = 0  # requests vLLM dispatched with (unpadded)
         self.desc = None
+        self.dvals = (
+            0.0,
+            NAN,
+            0.0,
+            0.0,
+        )  # _desc_values(desc): padded, descriptor reqs, uniform, lora
         self.action = ""  # set by the graph wrapper hooks during the forward
-        self.replays: dict = {}  # (mode, descriptor) -> count; bounded by the captured shapes
+        # (mode, padded tokens, descriptor reqs, uniform, lora) -> replays; bounded by the captured
+        # shapes. Keyed by plain numbers: vLLM's descriptors are dataclasses whose hash and __eq__
+        # run in Python (~1 us per dict lookup).
+        self.replays: dict = {}
+
+    def set_forward(self, mode: str, desc, unpadded: int, num_reqs: int) -> None:
+        self.mode = mode
+        self.desc = desc
+        self.unpadded = unpadded
+        self.num_reqs = num_reqs
+        self.dvals = _desc_values(desc, unpadded)
+        self.action = ""
+        self.reason = ""
+
+    def count_replay(self) -> int:
+        # dvals holds floats only; a missing descriptor count is the module's one NAN object, and
+        # a tuple compares its items by identity first, so equal descriptors give equal keys.
+        key = (self.mode, self.dvals)
+        n = self.replays.get(key, 0) + 1
+        self.replays[key] = n
+        return n
 
 
 _state = _State()
@@ -187,101 +236,157 @@ def determine_hooks(ctx) -> Hooks:
               force_eager, force_uniform_decode, num_encoder_reqs):  # fmt: skip
         mode, desc = result[0], result[1]
         s = _state
-        s.mode = _mode_name(mode)
-        s.unpadded = num_tokens
-        s.desc = desc
-        s.action = ""
-        if s.mode == "NONE":
-            enc = bool(self.model_config.is_encoder_decoder and num_encoder_reqs)
-            uniform = self._is_uniform_decode(
-                max_num_scheduled_tokens=max_num_scheduled_tokens,
-                uniform_decode_query_len=self.uniform_decode_query_len,
-                num_tokens=num_tokens, num_reqs=num_reqs,
-                force_uniform_decode=force_uniform_decode,
-            ) if _static_graphs_supported() else False  # fmt: skip
-            s.reason = eager_reason_v1(
-                self.cudagraph_dispatcher, num_tokens, mode, force_eager=force_eager,
-                has_encoder_output=enc, uniform_decode=uniform,
-                has_lora=bool(getattr(desc, "has_lora", False)),
-                num_active_loras=getattr(desc, "num_active_loras", 0),
-                dp_size=self.vllm_config.parallel_config.data_parallel_size,
-            )  # fmt: skip
-        else:
-            s.reason = ""
+        s.set_forward(_mode_name(mode), desc, num_tokens, num_reqs)
+        if s.mode != "NONE":
+            return
+        if not _static_graphs_supported():
+            s.reason = NO_STATIC_GRAPHS  # the CPU build: every forward, decided first
+            return
+        enc = bool(self.model_config.is_encoder_decoder and num_encoder_reqs)
+        uniform = self._is_uniform_decode(
+            max_num_scheduled_tokens=max_num_scheduled_tokens,
+            uniform_decode_query_len=self.uniform_decode_query_len,
+            num_tokens=num_tokens, num_reqs=num_reqs,
+            force_uniform_decode=force_uniform_decode,
+        )  # fmt: skip
+        s.reason = eager_reason_v1(
+            self.cudagraph_dispatcher, num_tokens, mode, force_eager=force_eager,
+            has_encoder_output=enc, uniform_decode=uniform,
+            has_lora=bool(getattr(desc, "has_lora", False)),
+            num_active_loras=getattr(desc, "num_active_loras", 0),
+            dp_size=self.vllm_config.parallel_config.data_parallel_size, static_graphs=True,
+        )  # fmt: skip
 
     return Hooks(after=after)
 
 
-def _row_values(ctx_ids, s):
+def _interner(ctx):
+    """intern(text) -> id with a local cache (one dict lookup on the hot path)."""
+    memo: dict = {"": 0}
+    slow = ctx.intern
+
+    def intern(text: str) -> int:
+        i = memo.get(text)
+        if i is None:
+            i = memo[text] = slow(text)
+        return i
+
+    intern.memo = memo  # for inline lookups: memo.get(text) or intern(text)
+    return intern
+
+
+def _row_values(intern, s):
     action = s.action or ("eager" if s.mode == "NONE" else "")
+    padded, desc_reqs, uniform, lora = s.dvals
+    ids = intern.memo
     return (
-        float(ctx_ids(s.mode)),
-        float(ctx_ids(s.reason)) if s.reason else 0.0,
-        float(ctx_ids(action)) if action else 0.0,
+        float(ids.get(s.mode) or intern(s.mode)),
+        float(ids.get(s.reason) or intern(s.reason)),
+        float(ids.get(action) or intern(action)),
         float(s.unpadded),
-        *_desc_values(s.desc, s.unpadded),
+        padded,
+        float(s.num_reqs),
+        uniform,
+        lora,
+        desc_reqs,
     )
 
 
+def _usage_row(rec, usage, name, intern, s, step) -> None:
+    rec.row(usage, name, step, (float(intern(s.mode)), *s.dvals, float(s.count_replay())))
+
+
 def model_forward_hooks(ctx) -> Hooks:
-    intern = ctx.intern
+    """V1 _model_forward: the timeline row (and the usage row of a replay). The forward's state was
+    reset by the dispatch hook (_determine_batch_execution_and_padding runs first, every forward)."""
+    intern = _interner(ctx)
     usage = ctx.table_id(USAGE)
     name = ctx.intern("replay")
     rec = ctx.recorder
 
-    def before(self):
-        _state.action = ""
-
     def after(result, self):
         s = _state
         if s.action == "replay":
-            key = (s.mode, s.desc)
-            n = s.replays.get(key, 0) + 1
-            s.replays[key] = n
-            rec.row(
-                usage,
-                name,
-                rec.current_step(),
-                (float(intern(s.mode)), *_desc_values(s.desc, s.unpadded), float(n)),
-            )
+            _usage_row(rec, usage, name, intern, s, rec.current_step())
         return _row_values(intern, s)
 
-    return Hooks(before, after)
+    return Hooks(after=after)
 
 
 def wrapper_call_hooks(ctx) -> Hooks:
-    """CUDAGraphWrapper.__call__: capture / replay / pass-through, once per forward (first piece)."""
+    """CUDAGraphWrapper.__call__: capture / replay / pass-through, once per forward (first piece).
+
+    vLLM (``compilation/cuda_graph.py: CUDAGraphWrapper.__call__``) passes through when the forward
+    context's mode is NONE or not the wrapper's own; otherwise it captures when the descriptor's
+    entry has no graph yet (and then adds one to ``compilation_counter.num_cudagraph_captured``)
+    and replays when it has one. The before hook makes the same mode test; the after hook tells a
+    capture from a replay by that counter (read before and after the call: two attribute reads,
+    where looking the descriptor up in ``concrete_cudagraph_entries`` costs a Python-level
+    dataclass hash and ``__eq__``). Should the counter be missing, the entry is looked up.
+
+    The hooks are shared by every wrapper instance, and wrappers nest: with FULL_AND_PIECEWISE the
+    FULL wrapper around the model calls the PIECEWISE wrappers inside it (which pass through, the
+    forward's mode not being theirs). The call is therefore closed only by the wrapper that
+    opened it (``cur[0]``), never by a nested one.
+    """
+    import vllm.forward_context as fcm
+
+    fast_fc = hasattr(fcm, "_forward_context")  # vLLM's global, read directly (2 calls fewer)
+
+    def current_fc():  # another vLLM layout
+        return fcm.get_forward_context() if fcm.is_forward_context_available() else None
+
+    try:
+        from vllm.compilation.counter import compilation_counter as counter
+
+        counter.num_cudagraph_captured  # noqa: B018 (the attribute must exist)
+    except Exception:
+        counter = None
     rec = ctx.recorder
+    now = rec.now_ns
     captures = ctx.table_id(CAPTURES)
     name = ctx.intern("capture")
-    src = ctx.intern("CUDAGraphWrapper")
-    intern = ctx.intern
-    t0 = [0]
+    src = float(ctx.intern("CUDAGraphWrapper"))
+    intern = _interner(ctx)
+    cur = [None, 0, None, 0]  # the wrapper whose call is open, its start (ns), descriptor, count
 
     def before(self):
+        if cur[0] is self:
+            cur[0] = cur[2] = None  # its last call raised (no after): nothing to record
         if not self.cudagraph_options.debug_log_enable:
             return  # not the first piece: one record per forward
-        from vllm.forward_context import get_forward_context, is_forward_context_available
-
-        if not is_forward_context_available():
-            return
-        fc = get_forward_context()
+        fc = fcm._forward_context if fast_fc else current_fc()
+        if fc is None:
+            return  # no forward context: vLLM runs the runnable directly
         mode = fc.cudagraph_runtime_mode
-        if _mode_name(mode) == "NONE" or mode != self.runtime_mode:
+        if mode is not self.runtime_mode:
+            # vLLM passes through (NONE, or not the wrapper's mode, which is never NONE).
+            # CUDAGraphMode is a plain enum.Enum: its == is identity, as `is` here.
             return
-        entry = self.concrete_cudagraph_entries.get(fc.batch_descriptor)
-        _state.action = "capture" if entry is None or entry.cudagraph is None else "replay"
-        t0[0] = rec.now_ns() if _state.action == "capture" else 0
+        desc = fc.batch_descriptor
+        if counter is None:
+            entry = self.concrete_cudagraph_entries.get(desc)
+            n = 0 if entry is None or entry.cudagraph is None else -1  # -1: a replay
+        else:
+            n = counter.num_cudagraph_captured
+        cur[0], cur[1], cur[2], cur[3] = self, now(), desc, n
 
     def after(result, self):
-        if t0[0]:
-            from vllm.forward_context import get_forward_context
-
-            desc = get_forward_context().batch_descriptor
-            start, t0[0] = t0[0], 0
-            rec.row(captures, name, rec.current_step(),
-                    (float(intern(_mode_name(self.runtime_mode))), *_desc_values(desc, 0), float(src)),
-                    ts_ns=start, dur_ns=rec.now_ns() - start)  # fmt: skip
+        if cur[0] is not self:
+            return
+        start, desc, n = cur[1], cur[2], cur[3]
+        cur[0] = cur[2] = None
+        if counter is None:
+            captured = n != -1
+        else:
+            captured = counter.num_cudagraph_captured != n
+        if not captured:
+            _state.action = "replay"
+            return
+        _state.action = "capture"
+        rec.row(captures, name, rec.current_step(),
+                (float(intern(_mode_name(self.runtime_mode))), *_desc_values(desc, 0), src),
+                ts_ns=start, dur_ns=now() - start)  # fmt: skip
 
     return Hooks(before, after)
 
@@ -292,6 +397,7 @@ def v2_capture_hooks(ctx) -> Hooks:
     captures = ctx.table_id(CAPTURES)
     name = ctx.intern("capture")
     src = ctx.intern("CudaGraphManager")
+    intern = _interner(ctx)
     seen = [frozenset(), 0]
 
     def before(self):
@@ -302,7 +408,7 @@ def v2_capture_hooks(ctx) -> Hooks:
         new = [d for d in self.graphs if d not in seen[0]]
         dur = rec.now_ns() - seen[1]
         for d in new:  # the call captures them one after another; its time is shared evenly
-            rec.row(captures, name, -1, (float(ctx.intern(_mode_name(d.cg_mode))), *_desc_values(d, 0), float(src)),
+            rec.row(captures, name, -1, (float(intern(_mode_name(d.cg_mode))), *_desc_values(d, 0), float(src)),
                     ts_ns=seen[1], dur_ns=dur // max(len(new), 1))  # fmt: skip
 
     return Hooks(before, after)
@@ -311,9 +417,10 @@ def v2_capture_hooks(ctx) -> Hooks:
 def v2_run_fullgraph_hooks(ctx) -> Hooks:
     def before(self, desc):
         s = _state
-        s.mode = _mode_name(desc.cg_mode)
-        s.desc = desc
-        s.reason = ""
+        if s.desc is not desc:  # the dispatch hook saw this descriptor already (it keeps num_reqs)
+            s.set_forward(
+                _mode_name(desc.cg_mode), desc, getattr(desc, "num_tokens", 0), s.num_reqs
+            )
         s.action = "replay"
 
     return Hooks(before=before)
@@ -325,10 +432,7 @@ def v2_dispatch_hooks(ctx) -> Hooks:
     def after(result, cudagraph_manager, num_reqs, num_tokens, need_eager):
         desc = result[0]
         s = _state
-        s.mode = _mode_name(desc.cg_mode)
-        s.unpadded = num_tokens
-        s.desc = desc
-        s.action = ""
+        s.set_forward(_mode_name(desc.cg_mode), desc, num_tokens, num_reqs)
         if s.mode != "NONE":
             s.reason = ""
         elif not _static_graphs_supported():
@@ -348,11 +452,14 @@ def v2_dispatch_hooks(ctx) -> Hooks:
 
 
 def v2_execute_model_hooks(ctx) -> Hooks:
-    """V2 execute_model: the forward's timeline row (no _model_forward in V2); dummy runs skipped."""
-    intern = ctx.intern
+    """V2 execute_model: the forward's timeline row (no _model_forward in V2) and the usage row of
+    a replay; dummy runs skipped."""
+    intern = _interner(ctx)
     rec = ctx.recorder
     table = ctx.table_id(TIMELINE)
+    usage = ctx.table_id(USAGE)
     name = ctx.intern("forward")
+    replay = ctx.intern("replay")
     t0 = [0]
 
     def before(self, dummy_run):
@@ -361,16 +468,13 @@ def v2_execute_model_hooks(ctx) -> Hooks:
         t0[0] = rec.now_ns()
 
     def after(result, self, dummy_run):
-        if dummy_run or _state.desc is None:
+        s = _state
+        if dummy_run or s.desc is None:
             return
-        rec.row(
-            table,
-            name,
-            rec.current_step(),
-            _row_values(intern, _state),
-            ts_ns=t0[0],
-            dur_ns=rec.now_ns() - t0[0],
-        )
+        step = rec.current_step()
+        if s.action == "replay":
+            _usage_row(rec, usage, replay, intern, s, step)
+        rec.row(table, name, step, _row_values(intern, s), ts_ns=t0[0], dur_ns=rec.now_ns() - t0[0])
 
     return Hooks(before, after)
 

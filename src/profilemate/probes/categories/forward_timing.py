@@ -55,8 +55,10 @@ GPU_SLOT = 4  # values[4] = a4 = gpu_time_ms
 def phase_of(scheduler_output) -> tuple[str, int, int]:
     """(phase, requests, tokens) of a SchedulerOutput, as vLLM's compute_iteration_details splits it."""
     num_reqs = len(scheduler_output.num_scheduled_tokens)
-    cached = scheduler_output.scheduled_cached_reqs
-    context = len(scheduler_output.scheduled_new_reqs) + cached.num_output_tokens.count(0)
+    outputs = scheduler_output.scheduled_cached_reqs.num_output_tokens
+    context = len(scheduler_output.scheduled_new_reqs)
+    if not all(outputs):  # all(): truth tests only, ~2x faster than count(0) in steady decode
+        context += outputs.count(0)
     if context == 0:
         phase = "decode"
     elif context >= num_reqs:
@@ -125,16 +127,14 @@ def _stream_reader(core):
     return lambda: raw(device)
 
 
-_pending = {"step": -1, "phase": None, "reqs": 0, "tokens": 0}  # the worker's step being executed
+# The worker's step being executed: (step, phase, requests, tokens), set by execute_model's hook.
+_pending = [(-1, None, 0, 0)]
 
 
 def execute_model_hooks(ctx) -> Hooks:
     def before(scheduler_output):
         phase, reqs, tokens = phase_of(scheduler_output)
-        _pending["step"] = steps.of(scheduler_output)
-        _pending["phase"] = phase
-        _pending["reqs"] = reqs
-        _pending["tokens"] = tokens
+        _pending[0] = (steps.of(scheduler_output), phase, reqs, tokens)
 
     return Hooks(before=before)
 
@@ -146,8 +146,8 @@ def model_forward_hooks(ctx) -> Hooks:
         b.begin()
 
     def after(result, self):
-        p = _pending
-        b.end(p["step"], "serve", p["phase"], p["reqs"], p["tokens"])
+        step, phase, reqs, tokens = _pending[0]
+        b.end(step, "serve", phase, reqs, tokens)
 
     return Hooks(before, after)
 
