@@ -65,7 +65,7 @@ def timed_steps(h, n: int) -> list[float]:
         sampled = [
             [11]
             if (r := reqs.get(rid)) is not None
-            and r.num_computed_tokens + so.num_scheduled_tokens[rid] >= r.num_tokens
+            and r.num_computed_tokens >= r.num_tokens  # schedule() advanced it already
             else []
             for rid in req_ids
         ]
@@ -84,11 +84,13 @@ def timed_steps(h, n: int) -> list[float]:
     return out
 
 
-def bench_batch(batch: int, cats: list[str], rounds: int, steps: int, wd) -> dict:
+def bench_batch(
+    batch: int, cats: list[str], rounds: int, steps: int, wd, warmup: int = 2
+) -> dict:
     from profilemate.demo.scheduler_harness import make_harness
 
     prompt = 64
-    total_steps = 2 * rounds * (steps + 2) + 40
+    total_steps = 2 * rounds * (steps + warmup) + 40
     h = make_harness(
         max_num_seqs=batch,
         max_num_batched_tokens=max(2048, batch * prompt),
@@ -114,7 +116,7 @@ def bench_batch(batch: int, cats: list[str], rounds: int, steps: int, wd) -> dic
             # allocations would otherwise trigger collections in the "with" blocks), and two
             # untimed steps first, so both variants start warm.
             gc.collect()
-            timed_steps(h, 2)
+            timed_steps(h, warmup)
             gc.disable()
             try:
                 got[variant] = statistics.median(timed_steps(h, steps))
@@ -154,6 +156,9 @@ def main(argv=None) -> int:
     ap.add_argument("--batches", default="8,64,256")
     ap.add_argument("--rounds", type=int, default=31)
     ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument(
+        "--warmup", type=int, default=2, help="untimed steps before each timed block"
+    )
     ap.add_argument("--categories", default="", help="default: every engine-side category")
     ap.add_argument("--per-category", action="store_true")
     ap.add_argument("--quick", action="store_true", help="tiny run (the test suite's check)")
@@ -182,7 +187,7 @@ def main(argv=None) -> int:
         for b in batches:
             sets = [cats] + ([[c] for c in cats] if args.per_category else [])
             for cs in sets:
-                res = bench_batch(b, cs, args.rounds, args.steps, wd)
+                res = bench_batch(b, cs, args.rounds, args.steps, wd, args.warmup)
                 results.append(res)
                 label = "all engine probes" if cs is cats else f"only {cs[0]}"
                 print(

@@ -65,9 +65,8 @@ class Harness:
         reqs = self.scheduler.requests
         for rid in req_ids:
             r = reqs.get(rid)
-            done_prompt = r is not None and (
-                r.num_computed_tokens + so.num_scheduled_tokens[rid] >= r.num_tokens
-            )
+            # schedule() has already advanced num_computed_tokens by this step's tokens.
+            done_prompt = r is not None and r.num_computed_tokens >= r.num_tokens
             sampled.append([11 + len(sampled) % 50] if done_prompt else [])
         out = ModelRunnerOutput(
             req_ids=req_ids,
