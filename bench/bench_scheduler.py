@@ -84,13 +84,16 @@ def timed_steps(h, n: int) -> list[float]:
     return out
 
 
-def bench_batch(
-    batch: int, cats: list[str], rounds: int, steps: int, wd, warmup: int = 2
-) -> dict:
+def bench_batch(batch: int, cats: list[str], rounds: int, steps: int, wd, warmup: int = 2) -> dict:
     from profilemate.demo.scheduler_harness import make_harness
 
     prompt = 64
     total_steps = 2 * rounds * (steps + warmup) + 40
+    if prompt + total_steps > 2000:  # the tiny model's 2048 positions: requests would finish
+        raise SystemExit(
+            f"{rounds} rounds x 2 x ({steps} + {warmup}) steps exceed the tiny model's 2048 "
+            "positions; use fewer rounds, steps or warm-up steps"
+        )
     h = make_harness(
         max_num_seqs=batch,
         max_num_batched_tokens=max(2048, batch * prompt),
@@ -157,7 +160,11 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=31)
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument(
-        "--warmup", type=int, default=2, help="untimed steps before each timed block"
+        "--warmup",
+        type=int,
+        default=20,
+        help="untimed steps before each timed block (patching a class invalidates CPython's "
+        "specialization caches: they re-warm over the first calls)",
     )
     ap.add_argument("--categories", default="", help="default: every engine-side category")
     ap.add_argument("--per-category", action="store_true")
