@@ -1,0 +1,221 @@
+"""The MoE counting op ``torch.ops.profilemate.moe_count`` and the rows the moe category makes.
+
+Oracle: numpy counts of the same routing decisions (bincount per layer, pairs per token), computed
+by the test. Checked eager, under ``torch.compile(fullgraph=True)`` (a graph break would raise,
+as it fails vLLM's start), with the gate and the padding mask changed between compiled calls.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from test_core_readers import read_csv
+
+from profilemate import _core
+from profilemate.probes import load_category
+from profilemate.probes.recorder import CoreRecorder
+
+torch = pytest.importorskip("torch")
+
+from profilemate.probes import moe_count  # noqa: E402
+
+E, K = 8, 2
+
+
+def _ref(ids: np.ndarray, weight: np.ndarray, num_experts: int = E):
+    """(counts [E+1], pairs [E*E+1]) of one layer, token by token."""
+    counts = np.zeros(num_experts + 1, dtype=np.int64)
+    pairs = np.zeros(num_experts * num_experts + 1, dtype=np.int64)
+    for row, w in zip(ids, weight, strict=True):
+        for e in row:
+            counts[e if 0 <= e < num_experts else num_experts] += w
+        for a, b in itertools.combinations(row, 2):
+            lo, hi = min(a, b), max(a, b)
+            ok = 0 <= lo < num_experts and 0 <= hi < num_experts and lo != hi
+            pairs[lo * num_experts + hi if ok else num_experts * num_experts] += w
+    return counts, pairs
+
+
+def _routing(n: int, k: int = K, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(n, E, generator=g)
+    return torch.topk(logits, k, dim=-1).indices.to(torch.int32)
+
+
+def test_eager_counts_match_reference():
+    counts, pairs, gate = moe_count.buffers(3, E, "cpu")
+    expect_c = np.zeros((3, E + 1), dtype=np.int64)
+    expect_p = np.zeros((3, E * E + 1), dtype=np.int64)
+    for layer, n in ((0, 17), (2, 5), (0, 1), (1, 64)):
+        ids = _routing(n, seed=n)
+        torch.ops.profilemate.moe_count(counts, pairs, ids, gate, layer, None)
+        c, p = _ref(ids.numpy(), np.ones(n, dtype=np.int64))
+        expect_c[layer] += c
+        expect_p[layer] += p
+    assert np.array_equal(counts.numpy(), expect_c)
+    assert np.array_equal(pairs.numpy(), expect_p)
+    # per layer: sum of counts == tokens x top_k; sum of pairs == tokens x C(k, 2)
+    assert counts.sum(dim=1).tolist() == [18 * K, 64 * K, 5 * K]
+    assert pairs.sum(dim=1).tolist() == [18, 64, 5]
+
+
+def test_gate_padding_and_out_of_range_ids():
+    counts, pairs, gate = moe_count.buffers(1, E, "cpu")
+    ids = torch.tensor([[0, 1], [2, 3], [-1, 4], [4, 4], [7, E]], dtype=torch.int64)
+    pad = torch.tensor([False, True, False, False, False, True])  # longer than the batch: sliced
+    torch.ops.profilemate.moe_count(counts, pairs, ids, gate, 0, pad)
+    c, p = _ref(ids.numpy(), np.array([1, 0, 1, 1, 1]))
+    assert np.array_equal(counts[0].numpy(), c)
+    assert np.array_equal(pairs[0].numpy(), p)
+    assert counts[0, E].item() == 2  # -1 and E: kept apart, the sum stays exact
+    assert pairs[0, E * E].item() == 3  # (-1, 4), (4, 4), (7, E)
+    gate.fill_(0)
+    torch.ops.profilemate.moe_count(counts, pairs, ids, gate, 0, None)
+    assert np.array_equal(counts[0].numpy(), c)  # gate 0: nothing counted
+
+
+def test_topk_one_and_no_coselection_buffer():
+    counts, pairs, gate = moe_count.buffers(1, E, "cpu", coselection=False)
+    assert pairs.shape == (1, 0)
+    ids = _routing(9, k=1)
+    torch.ops.profilemate.moe_count(counts, pairs, ids, gate, 0, None)
+    assert counts.sum().item() == 9
+    empty = torch.empty((0, K), dtype=torch.int32)
+    torch.ops.profilemate.moe_count(counts, pairs, empty, gate, 0, None)
+    assert counts.sum().item() == 9
+
+
+def test_compiled_fullgraph_counts_every_call():
+    """The op inside a fullgraph-compiled function, buffers captured by a closure as the router's
+    capture_fn holds them: every call counts, with the gate read at run time."""
+    counts, pairs, gate = moe_count.buffers(2, E, "cpu")
+    op = torch.ops.profilemate.moe_count.default
+
+    def capture(row):
+        def fn(topk_ids):
+            op(counts, pairs, topk_ids, gate, row, None)
+
+        return fn
+
+    captures = [capture(0), capture(1)]
+
+    def forward(logits):
+        out = logits
+        for c in captures:  # two "layers", routed the same way a router does
+            ids = torch.topk(out, K, dim=-1).indices
+            c(ids)
+            out = out.flip(-1) * 1.5
+        return out
+
+    compiled = torch.compile(forward, fullgraph=True, dynamic=True)
+    expect = np.zeros((2, E + 1), dtype=np.int64)
+    for i, n in enumerate((4, 9, 9, 1, 33)):
+        logits = torch.randn(n, E, generator=torch.Generator().manual_seed(i))
+        on = i != 2
+        gate.fill_(1 if on else 0)
+        compiled(logits)
+        if on:
+            x = logits
+            for row in range(2):
+                ids = torch.topk(x, K, dim=-1).indices.numpy()
+                expect[row] += _ref(ids, np.ones(n, dtype=np.int64))[0]
+                x = x.flip(-1) * 1.5
+    gate.fill_(1)
+    assert np.array_equal(counts.numpy(), expect)
+    assert counts.sum(dim=1).tolist() == [(4 + 9 + 1 + 33) * K] * 2
+
+
+def test_rows_through_the_core(tmp_path):
+    """emit_rows on a real core session: increments, percentages, imbalance, pairs (+ the cap)."""
+    moe = load_category("moe")
+    d = _core.start(str(tmp_path / "s"), "moe", flush_interval_ms=20)
+    try:
+        rec = CoreRecorder(_core)
+        tables = (
+            rec.table(moe.ACTIVATIONS),
+            rec.table(moe.IMBALANCE),
+            rec.table(moe.COSELECTION),
+            rec.intern("moe"),
+        )
+        dc = np.zeros((2, E + 1), dtype=np.int64)
+        dc[0, :E] = [10, 0, 5, 5, 0, 0, 0, 0]
+        dc[0, E] = 2
+        dp = np.zeros((2, E * E + 1), dtype=np.int64)
+        dp[0, 0 * E + 2] = 4
+        dp[0, 2 * E + 3] = 1
+        layer_ids = np.array([3, 5], dtype=np.int64)
+        moe.emit_rows(rec, tables, dc, dp, layer_ids, E, 7, 9)
+        _core.flush()
+    finally:
+        _core.stop()
+    _, act = read_csv(f"{d}/moe_expert_activations.csv")
+    got = sorted((int(r[1]), int(float(r[3])), int(float(r[4])), int(float(r[5]))) for r in act)
+    assert got == [(9, 3, -1, 2), (9, 3, 0, 10), (9, 3, 2, 5), (9, 3, 3, 5)]
+    assert all(int(float(r[2])) == 7 for r in act)  # step_first
+    assert math.isclose(sum(float(r[6]) for r in act), 100.0)
+    hdr, imb = read_csv(f"{d}/moe_load_imbalance.csv")
+    assert len(imb) == 1  # layer 5 routed nothing: no row
+    row = dict(zip(hdr, imb[0], strict=True))
+    assert float(row["routed_tokens"]) == 22 and float(row["max_count"]) == 10
+    assert math.isclose(float(row["mean_count"]), 20 / E)
+    assert float(row["hottest_expert"]) == 0 and float(row["idle_experts"]) == 5
+    assert row["max_min_ratio"] in ("", "nan")
+    _, co = read_csv(f"{d}/moe_expert_coselection.csv")
+    assert sorted((int(float(r[4])), int(float(r[5])), int(float(r[6]))) for r in co) == [
+        (0, 2, 4),
+        (2, 3, 1),
+    ]
+
+
+def test_pair_rows_are_capped_and_the_rest_summed(tmp_path):
+    moe = load_category("moe")
+    big = 64  # 2016 pairs > MAX_PAIR_ROWS
+    d = _core.start(str(tmp_path / "s"), "moe", flush_interval_ms=20)
+    try:
+        rec = CoreRecorder(_core)
+        tables = (
+            rec.table(moe.ACTIVATIONS),
+            rec.table(moe.IMBALANCE),
+            rec.table(moe.COSELECTION),
+            rec.intern("moe"),
+        )
+        dc = np.ones((1, big + 1), dtype=np.int64)
+        dp = np.zeros((1, big * big + 1), dtype=np.int64)
+        slots = [a * big + b for a in range(big) for b in range(a + 1, big)]
+        dp[0, slots] = np.arange(1, len(slots) + 1)
+        moe.emit_rows(rec, tables, dc, dp, np.array([0]), big, 1, 1)
+        _core.flush()
+    finally:
+        _core.stop()
+    _, co = read_csv(f"{d}/moe_expert_coselection.csv")
+    assert len(co) == moe.MAX_PAIR_ROWS + 1
+    assert sum(int(float(r[6])) for r in co) == int(dp.sum())  # the sum stays exact
+    assert sum(1 for r in co if float(r[4]) == -1 and float(r[5]) == -1) == 1
+
+
+def test_doctor_says_which_path_counts():
+    """`profilemate doctor` on the real (CPU) vLLM: the op is registered, the router hook exists,
+    and the path is the custom op inside the compiled graph (eager-python with enforce_eager)."""
+    import json
+    import subprocess
+    import sys
+
+    pytest.importorskip("vllm")
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("PROFILEMATE")}
+    p = subprocess.run(
+        [sys.executable, "-m", "profilemate.cli", "doctor", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    r = json.loads(p.stdout)
+    moe = r["moe"]
+    assert moe["custom_op"] == "registered"
+    assert moe["capture_fn"].startswith("BaseRouter.capture_fn")
+    assert moe["path"] == "compiled-graph" and "fullgraph" in moe["why"]
+    assert moe["modes"]["enforce_eager"] == "eager-python"
+    assert all(t.get("present") for t in r["targets"] if t["category"] == "moe")
