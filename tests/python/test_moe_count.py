@@ -219,3 +219,37 @@ def test_doctor_says_which_path_counts():
     assert moe["path"] == "compiled-graph" and "fullgraph" in moe["why"]
     assert moe["modes"]["enforce_eager"] == "eager-python"
     assert all(t.get("present") for t in r["targets"] if t["category"] == "moe")
+
+
+def test_real_vllm_router_counts_and_chains_vllms_capture():
+    """vLLM's real CPURouter.select_experts (eager): the counter sees the ids vLLM returns, and the
+    capture_fn vLLM had set -- and the one it sets later (set_capture_fn) -- still get every call."""
+    pytest.importorskip("vllm")
+    from vllm.model_executor.layers.fused_moe.router.cpu_router import CPURouter
+
+    moe = load_category("moe")
+    routers = [CPURouter(top_k=K, global_num_experts=E) for _ in range(2)]
+    before, after = [], []
+    routers[0].set_capture_fn(lambda ids: before.append(ids.clone()))  # set before ours
+    st = moe._State()
+    st.attach(routers, [4, 7], E, K, "cpu")
+    routers[1].set_capture_fn(lambda ids: after.append(ids.clone()))  # vLLM binds after load
+    st.rechain(routers[1], routers[1].capture_fn)  # what the set_capture_fn after-hook does
+    expect = np.zeros((2, E + 1), dtype=np.int64)
+    seen = [[], []]
+    for i, n in enumerate((5, 12, 1)):
+        g = torch.Generator().manual_seed(i)
+        hidden = torch.randn(n, 16, generator=g)
+        for row, r in enumerate(routers):
+            logits = torch.randn(n, E, generator=g)
+            _, ids = r.select_experts(hidden_states=hidden, router_logits=logits)
+            seen[row].append(ids.clone())
+            expect[row] += _ref(ids.numpy(), np.ones(n, dtype=np.int64))[0]
+    assert np.array_equal(st.counts.numpy(), expect)
+    assert st.counts.sum(dim=1).tolist() == [18 * K, 18 * K]
+    assert [t.tolist() for t in before] == [t.tolist() for t in seen[0]]
+    assert [t.tolist() for t in after] == [t.tolist() for t in seen[1]]
+    st.set_gate(False)
+    routers[0].select_experts(hidden_states=torch.zeros(3, 16), router_logits=torch.randn(3, E))
+    assert st.counts.sum().item() == 36 * K  # gate off: a dummy run is not counted
+    assert len(before) == 4  # ... but vLLM's own capture still runs

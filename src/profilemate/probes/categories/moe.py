@@ -263,11 +263,8 @@ class _State:
 
     # -- install ----------------------------------------------------------------------------------
     def install(self, model, vllm_config) -> None:
-        import numpy as np
         import torch
         from vllm.model_executor.layers.fused_moe.router.base_router import BaseRouter
-
-        from profilemate.probes import moe_count
 
         runner_cls = _moe_runner_class()
         layers = []
@@ -302,30 +299,41 @@ class _State:
             device = next(model.parameters()).device
         except StopIteration:
             device = torch.device("cpu")
-        co = num_experts <= MAX_COSELECTION_EXPERTS
-        self.counts, self.pairs, self.gate = moe_count.buffers(len(layers), num_experts, device, co)
-        self.cuda = device.type == "cuda"
-        self.gate_on = True
-        self.num_experts, self.top_k = num_experts, top_k
-        self.layer_ids = np.asarray(ids, dtype=np.int64)
-        self.prev_counts = np.zeros(tuple(self.counts.shape), dtype=np.int64)
-        self.prev_pairs = np.zeros(tuple(self.pairs.shape), dtype=np.int64)
-        self.first, self.since, self.pending, self.host = None, 0, None, None
-        op = torch.ops.profilemate.moe_count.default
-        padding = _padding_reader()
-        self._op, self._padding = op, padding
-        for row, m in enumerate(layers):
-            router = m.router
-            inner = router.capture_fn
-            fn = _make_capture(op, self.counts, self.pairs, self.gate, row, inner, padding)
-            router.capture_fn = fn
-            self.routers[id(router)] = (router, row, fn)
+        self.attach([m.router for m in layers], ids, num_experts, top_k, device)
         self.path = counting_path(vllm_config)
         _key_compile_cache(vllm_config)
         log.info(
             "moe: counting %d layers x %d experts (top-%d) on %s; path %s: %s",
             len(layers), num_experts, top_k, device, *self.path,
         )  # fmt: skip
+
+    def attach(self, routers, layer_ids, num_experts: int, top_k: int, device) -> None:
+        """Buffers for ``len(routers)`` layers; each router's capture_fn counts into its row."""
+        import numpy as np
+        import torch
+
+        from profilemate.probes import moe_count
+
+        co = num_experts <= MAX_COSELECTION_EXPERTS
+        self.counts, self.pairs, self.gate = moe_count.buffers(
+            len(routers), num_experts, device, co
+        )
+        self.cuda = torch.device(device).type == "cuda"
+        self.gate_on = True
+        self.num_experts, self.top_k = num_experts, top_k
+        self.layer_ids = np.asarray(layer_ids, dtype=np.int64)
+        self.prev_counts = np.zeros(tuple(self.counts.shape), dtype=np.int64)
+        self.prev_pairs = np.zeros(tuple(self.pairs.shape), dtype=np.int64)
+        self.first, self.since, self.pending, self.host = None, 0, None, None
+        self.routers = {}
+        self._op = torch.ops.profilemate.moe_count.default
+        self._padding = _padding_reader()
+        for row, router in enumerate(routers):
+            fn = _make_capture(
+                self._op, self.counts, self.pairs, self.gate, row, router.capture_fn, self._padding
+            )
+            router.capture_fn = fn
+            self.routers[id(router)] = (router, row, fn)
 
     def rechain(self, router, capture_fn) -> None:
         """vLLM set a new capture_fn on a router we count: ours first, then theirs."""
