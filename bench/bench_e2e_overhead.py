@@ -7,6 +7,7 @@ Reports per-round ratios profiled/plain and their median. Each run starts a vLLM
 (~50 s here), so keep rounds few.
 
     .venv/bin/python bench/bench_e2e_overhead.py --rounds 3 --max-tokens 128
+    .venv/bin/python bench/bench_e2e_overhead.py --model moe --probes moe [--compile]
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 
-def run_once(work: Path, profiled: bool, workload: list[str]) -> float:
+def run_once(work: Path, profiled: bool, workload: list[str], probes: str = "all") -> float:
     work.mkdir(parents=True, exist_ok=True)
     out = work / ("p.json" if profiled else "u.json")
     cmd = [sys.executable, "-m", "profilemate.demo.workload", *workload, "--out-json", str(out)]
@@ -33,6 +34,8 @@ def run_once(work: Path, profiled: bool, workload: list[str]) -> float:
             "run",
             "--dir",
             str(work / "prof"),
+            "--probes",
+            probes,
             "--",
             *cmd,
         ]
@@ -48,16 +51,20 @@ def main() -> int:
     ap.add_argument("--model", default="dense")
     ap.add_argument("--num-prompts", type=int, default=32)
     ap.add_argument("--max-tokens", type=int, default=128)
+    ap.add_argument("--probes", default="all", help="categories profiled ('all' or a comma list)")
+    ap.add_argument("--compile", action="store_true", help="vLLM's default compilation")
     args = ap.parse_args()
     workload = ["--model", args.model, "--num-prompts", str(args.num_prompts),
                 "--max-tokens", str(args.max_tokens)]  # fmt: skip
+    if args.compile:
+        workload.append("--compile")
     ratios = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.rounds):
             order = (False, True) if i % 2 == 0 else (True, False)
             t = {}
             for profiled in order:
-                t[profiled] = run_once(Path(tmp) / f"r{i}", profiled, workload)
+                t[profiled] = run_once(Path(tmp) / f"r{i}", profiled, workload, args.probes)
             ratios.append(t[True] / t[False])
             print(
                 f"round {i + 1}: plain {t[False]:.3f} s, profiled {t[True]:.3f} s, "

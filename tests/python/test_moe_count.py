@@ -26,16 +26,16 @@ E, K = 8, 2
 
 
 def _ref(ids: np.ndarray, weight: np.ndarray, num_experts: int = E):
-    """(counts [E+1], pairs [E*E+1]) of one layer, token by token."""
-    counts = np.zeros(num_experts + 1, dtype=np.int64)
-    pairs = np.zeros(num_experts * num_experts + 1, dtype=np.int64)
+    """(counts [E+1], pairs [(E+1)^2]) of one layer, token by token."""
+    e1 = num_experts + 1
+    counts = np.zeros(e1, dtype=np.int64)
+    pairs = np.zeros(e1 * e1, dtype=np.int64)
     for row, w in zip(ids, weight, strict=True):
-        for e in row:
-            counts[e if 0 <= e < num_experts else num_experts] += w
-        for a, b in itertools.combinations(row, 2):
-            lo, hi = min(a, b), max(a, b)
-            ok = 0 <= lo < num_experts and 0 <= hi < num_experts and lo != hi
-            pairs[lo * num_experts + hi if ok else num_experts * num_experts] += w
+        m = [e if 0 <= e < num_experts else num_experts for e in row]
+        for e in m:
+            counts[e] += w
+        for a, b in itertools.combinations(m, 2):
+            pairs[min(a, b) * e1 + max(a, b)] += w
     return counts, pairs
 
 
@@ -45,58 +45,59 @@ def _routing(n: int, k: int = K, seed: int = 0) -> torch.Tensor:
     return torch.topk(logits, k, dim=-1).indices.to(torch.int32)
 
 
+def _op(buf, ids, gate, layer, pad=None, num_experts=E):
+    torch.ops.profilemate.moe_count(buf, ids, gate, layer, num_experts, pad)
+
+
 def test_eager_counts_match_reference():
-    counts, pairs, gate = moe_count.buffers(3, E, "cpu")
-    expect_c = np.zeros((3, E + 1), dtype=np.int64)
-    expect_p = np.zeros((3, E * E + 1), dtype=np.int64)
+    buf, gate = moe_count.buffers(3, E, "cpu")
+    expect = np.zeros(tuple(buf.shape), dtype=np.int64)
     for layer, n in ((0, 17), (2, 5), (0, 1), (1, 64)):
         ids = _routing(n, seed=n)
-        torch.ops.profilemate.moe_count(counts, pairs, ids, gate, layer, None)
+        _op(buf, ids, gate, layer)
         c, p = _ref(ids.numpy(), np.ones(n, dtype=np.int64))
-        expect_c[layer] += c
-        expect_p[layer] += p
-    assert np.array_equal(counts.numpy(), expect_c)
-    assert np.array_equal(pairs.numpy(), expect_p)
+        expect[layer] += np.concatenate([c, p])
+    assert np.array_equal(buf.numpy(), expect)
+    counts, pairs = moe_count.split(buf, E)
     # per layer: sum of counts == tokens x top_k; sum of pairs == tokens x C(k, 2)
     assert counts.sum(dim=1).tolist() == [18 * K, 64 * K, 5 * K]
     assert pairs.sum(dim=1).tolist() == [18, 64, 5]
 
 
 def test_gate_padding_and_out_of_range_ids():
-    counts, pairs, gate = moe_count.buffers(1, E, "cpu")
+    buf, gate = moe_count.buffers(1, E, "cpu")
     ids = torch.tensor([[0, 1], [2, 3], [-1, 4], [4, 4], [7, E]], dtype=torch.int64)
     pad = torch.tensor([False, True, False, False, False, True])  # longer than the batch: sliced
-    torch.ops.profilemate.moe_count(counts, pairs, ids, gate, 0, pad)
+    _op(buf, ids, gate, 0, pad)
     c, p = _ref(ids.numpy(), np.array([1, 0, 1, 1, 1]))
+    counts, pairs = moe_count.split(buf, E)
     assert np.array_equal(counts[0].numpy(), c)
     assert np.array_equal(pairs[0].numpy(), p)
     assert counts[0, E].item() == 2  # -1 and E: kept apart, the sum stays exact
-    assert pairs[0, E * E].item() == 3  # (-1, 4), (4, 4), (7, E)
     gate.fill_(0)
-    torch.ops.profilemate.moe_count(counts, pairs, ids, gate, 0, None)
+    _op(buf, ids, gate, 0)
     assert np.array_equal(counts[0].numpy(), c)  # gate 0: nothing counted
 
 
 def test_topk_one_and_no_coselection_buffer():
-    counts, pairs, gate = moe_count.buffers(1, E, "cpu", coselection=False)
-    assert pairs.shape == (1, 0)
-    ids = _routing(9, k=1)
-    torch.ops.profilemate.moe_count(counts, pairs, ids, gate, 0, None)
-    assert counts.sum().item() == 9
-    empty = torch.empty((0, K), dtype=torch.int32)
-    torch.ops.profilemate.moe_count(counts, pairs, empty, gate, 0, None)
-    assert counts.sum().item() == 9
+    buf, gate = moe_count.buffers(1, E, "cpu", coselection=False)
+    assert buf.shape == (1, E + 1)
+    _op(buf, _routing(9, k=1), gate, 0)
+    _op(buf, _routing(4), gate, 0)  # top-2, but no pair columns: counts only
+    assert buf.sum().item() == 9 + 8
+    _op(buf, torch.empty((0, K), dtype=torch.int32), gate, 0)
+    assert buf.sum().item() == 17
 
 
 def test_compiled_fullgraph_counts_every_call():
-    """The op inside a fullgraph-compiled function, buffers captured by a closure as the router's
-    capture_fn holds them: every call counts, with the gate read at run time."""
-    counts, pairs, gate = moe_count.buffers(2, E, "cpu")
+    """The op inside a fullgraph-compiled function, the buffer captured by a closure as the router's
+    capture_fn holds it: every call counts, with the gate read at run time."""
+    buf, gate = moe_count.buffers(2, E, "cpu")
     op = torch.ops.profilemate.moe_count.default
 
     def capture(row):
         def fn(topk_ids):
-            op(counts, pairs, topk_ids, gate, row, None)
+            op(buf, topk_ids, gate, row, E, None)
 
         return fn
 
@@ -111,7 +112,7 @@ def test_compiled_fullgraph_counts_every_call():
         return out
 
     compiled = torch.compile(forward, fullgraph=True, dynamic=True)
-    expect = np.zeros((2, E + 1), dtype=np.int64)
+    expect = np.zeros(tuple(buf.shape), dtype=np.int64)
     for i, n in enumerate((4, 9, 9, 1, 33)):
         logits = torch.randn(n, E, generator=torch.Generator().manual_seed(i))
         on = i != 2
@@ -121,11 +122,11 @@ def test_compiled_fullgraph_counts_every_call():
             x = logits
             for row in range(2):
                 ids = torch.topk(x, K, dim=-1).indices.numpy()
-                expect[row] += _ref(ids, np.ones(n, dtype=np.int64))[0]
+                expect[row] += np.concatenate(_ref(ids, np.ones(n, dtype=np.int64)))
                 x = x.flip(-1) * 1.5
     gate.fill_(1)
-    assert np.array_equal(counts.numpy(), expect)
-    assert counts.sum(dim=1).tolist() == [(4 + 9 + 1 + 33) * K] * 2
+    assert np.array_equal(buf.numpy(), expect)
+    assert moe_count.split(buf, E)[0].sum(dim=1).tolist() == [(4 + 9 + 1 + 33) * K] * 2
 
 
 def test_rows_through_the_core(tmp_path):
@@ -143,9 +144,10 @@ def test_rows_through_the_core(tmp_path):
         dc = np.zeros((2, E + 1), dtype=np.int64)
         dc[0, :E] = [10, 0, 5, 5, 0, 0, 0, 0]
         dc[0, E] = 2
-        dp = np.zeros((2, E * E + 1), dtype=np.int64)
-        dp[0, 0 * E + 2] = 4
-        dp[0, 2 * E + 3] = 1
+        dp = np.zeros((2, (E + 1) ** 2), dtype=np.int64)
+        dp[0, 0 * (E + 1) + 2] = 4
+        dp[0, 2 * (E + 1) + 3] = 1
+        dp[0, 5 * (E + 1) + 5] = 2  # a repeated id: other pairs
         layer_ids = np.array([3, 5], dtype=np.int64)
         moe.emit_rows(rec, tables, dc, dp, layer_ids, E, 7, 9)
         _core.flush()
@@ -165,6 +167,7 @@ def test_rows_through_the_core(tmp_path):
     assert row["max_min_ratio"] in ("", "nan")
     _, co = read_csv(f"{d}/moe_expert_coselection.csv")
     assert sorted((int(float(r[4])), int(float(r[5])), int(float(r[6]))) for r in co) == [
+        (-1, -1, 2),
         (0, 2, 4),
         (2, 3, 1),
     ]
@@ -183,8 +186,8 @@ def test_pair_rows_are_capped_and_the_rest_summed(tmp_path):
             rec.intern("moe"),
         )
         dc = np.ones((1, big + 1), dtype=np.int64)
-        dp = np.zeros((1, big * big + 1), dtype=np.int64)
-        slots = [a * big + b for a in range(big) for b in range(a + 1, big)]
+        dp = np.zeros((1, (big + 1) ** 2), dtype=np.int64)
+        slots = [a * (big + 1) + b for a in range(big) for b in range(a + 1, big)]
         dp[0, slots] = np.arange(1, len(slots) + 1)
         moe.emit_rows(rec, tables, dc, dp, np.array([0]), big, 1, 1)
         _core.flush()
@@ -236,6 +239,7 @@ def test_real_vllm_router_counts_and_chains_vllms_capture():
     routers[1].set_capture_fn(lambda ids: after.append(ids.clone()))  # vLLM binds after load
     st.rechain(routers[1], routers[1].capture_fn)  # what the set_capture_fn after-hook does
     expect = np.zeros((2, E + 1), dtype=np.int64)
+    counts = moe_count.split(st.buf, E)[0]
     seen = [[], []]
     for i, n in enumerate((5, 12, 1)):
         g = torch.Generator().manual_seed(i)
@@ -245,11 +249,11 @@ def test_real_vllm_router_counts_and_chains_vllms_capture():
             _, ids = r.select_experts(hidden_states=hidden, router_logits=logits)
             seen[row].append(ids.clone())
             expect[row] += _ref(ids.numpy(), np.ones(n, dtype=np.int64))[0]
-    assert np.array_equal(st.counts.numpy(), expect)
-    assert st.counts.sum(dim=1).tolist() == [18 * K, 18 * K]
+    assert np.array_equal(counts.numpy(), expect)
+    assert counts.sum(dim=1).tolist() == [18 * K, 18 * K]
     assert [t.tolist() for t in before] == [t.tolist() for t in seen[0]]
     assert [t.tolist() for t in after] == [t.tolist() for t in seen[1]]
     st.set_gate(False)
     routers[0].select_experts(hidden_states=torch.zeros(3, 16), router_logits=torch.randn(3, E))
-    assert st.counts.sum().item() == 36 * K  # gate off: a dummy run is not counted
+    assert counts.sum().item() == 36 * K  # gate off: a dummy run is not counted
     assert len(before) == 4  # ... but vLLM's own capture still runs

@@ -32,7 +32,7 @@ Where the numbers come from (vLLM 0.32.0, ``model_executor/layers/fused_moe``):
   read, waiting for the device there only.
 
 Preempted requests are routed again when they are recomputed, and those tokens are counted again.
-Bounded: buffers are ``[layers, experts + 1]`` and ``[layers, experts^2 + 1]`` (co-selection off
+Bounded: one buffer ``[layers, (E + 1) + (E + 1)^2]`` (``[layers, E + 1]``, co-selection off,
 above ``MAX_COSELECTION_EXPERTS`` experts); at most ``MAX_PAIR_ROWS`` pair rows per layer and
 interval (the rest summed into one ``-1, -1`` row). No token ids, no text.
 """
@@ -48,7 +48,7 @@ from profilemate.probes.spec import WORKER, Column, Hooks, Table, Target
 log = logging.getLogger("profilemate")
 
 INTERVAL_STEPS = 16  # engine steps between two reads of the device counts
-MAX_COSELECTION_EXPERTS = 256  # pairs buffer: layers x (E^2 + 1) int64 (48 x 256^2 x 8 B = 25 MB)
+MAX_COSELECTION_EXPERTS = 256  # pairs: layers x (E+1)^2 int64 (48 x 257^2 x 8 B = 25 MB)
 MAX_PAIR_ROWS = 256  # pair rows per layer and interval; the rest summed into one (-1, -1) row
 
 ACTIVATIONS = Table(
@@ -198,17 +198,17 @@ def _padding_reader():
     return padding
 
 
-def _make_capture(op, counts, pairs, gate, row, inner, padding):
+def _make_capture(op, buf, gate, row, num_experts, inner, padding):
     """The router's capture_fn: our op, then the capture_fn that was there (vLLM's own)."""
     if inner is None:
 
         def profilemate_moe_capture(topk_ids):
-            op(counts, pairs, topk_ids, gate, row, padding())
+            op(buf, topk_ids, gate, row, num_experts, padding())
 
     else:
 
         def profilemate_moe_capture(topk_ids):
-            op(counts, pairs, topk_ids, gate, row, padding())
+            op(buf, topk_ids, gate, row, num_experts, padding())
             inner(topk_ids)
 
     return profilemate_moe_capture
@@ -244,18 +244,18 @@ class _State:
         self.lock = threading.Lock()
         self.recorder = None
         self.routers: dict[int, tuple] = {}  # id(router) -> (router, row, our capture_fn)
-        self.counts = self.pairs = self.gate = None
+        self.buf = self.gate = None  # device: [layers, W] counts (moe_count.py), gate [1]
         self.gate_on = True
         self.num_experts = 0
         self.top_k = 0
         self.layer_ids = None  # numpy int64 [L]
-        self.prev_counts = self.prev_pairs = None  # numpy, cumulative at the last read
+        self.prev = None  # numpy [layers, W]: the cumulative counts at the last read
         self.first = None  # first step since the last read
         self.last = -1
         self.since = 0
         self.own_step = 0
         self.pending = None  # GPU: (event, first, last) of the copy into self.host in flight
-        self.host = None  # GPU: pinned host copies of (counts, pairs)
+        self.host = None  # GPU: pinned host copy of buf
         self.tables = None
         self.cuda = False
         self.path = ("", "")
@@ -315,22 +315,21 @@ class _State:
         from profilemate.probes import moe_count
 
         co = num_experts <= MAX_COSELECTION_EXPERTS
-        self.counts, self.pairs, self.gate = moe_count.buffers(
-            len(routers), num_experts, device, co
-        )
+        self.buf, self.gate = moe_count.buffers(len(routers), num_experts, device, co)
         self.cuda = torch.device(device).type == "cuda"
         self.gate_on = True
         self.num_experts, self.top_k = num_experts, top_k
         self.layer_ids = np.asarray(layer_ids, dtype=np.int64)
-        self.prev_counts = np.zeros(tuple(self.counts.shape), dtype=np.int64)
-        self.prev_pairs = np.zeros(tuple(self.pairs.shape), dtype=np.int64)
+        self.prev = np.zeros(tuple(self.buf.shape), dtype=np.int64)
+        if top_k >= 2:
+            moe_count.pair_index(top_k, device)  # made now, not inside a captured graph
         self.first, self.since, self.pending, self.host = None, 0, None, None
         self.routers = {}
         self._op = torch.ops.profilemate.moe_count.default
         self._padding = _padding_reader()
         for row, router in enumerate(routers):
             fn = _make_capture(
-                self._op, self.counts, self.pairs, self.gate, row, router.capture_fn, self._padding
+                self._op, self.buf, self.gate, row, num_experts, router.capture_fn, self._padding
             )
             router.capture_fn = fn
             self.routers[id(router)] = (router, row, fn)
@@ -341,7 +340,7 @@ class _State:
         if entry is None or entry[0] is not router or capture_fn is entry[2]:
             return
         fn = _make_capture(
-            self._op, self.counts, self.pairs, self.gate, entry[1], capture_fn, self._padding
+            self._op, self.buf, self.gate, entry[1], self.num_experts, capture_fn, self._padding
         )
         router.capture_fn = fn
         self.routers[id(router)] = (router, entry[1], fn)
@@ -355,7 +354,7 @@ class _State:
 
     # -- steps and reads -------------------------------------------------------------------------
     def step_done(self, step: int) -> None:
-        if self.counts is None:
+        if self.buf is None:
             return
         if step < 0:
             self.own_step += 1
@@ -369,14 +368,12 @@ class _State:
 
     def read(self, final: bool) -> None:
         with self.lock:
-            if self.counts is None or self.recorder is None:
+            if self.buf is None or self.recorder is None:
                 return
             if self.cuda:
                 self._read_cuda(final)
             elif self.first is not None:
-                c = self.counts.detach().cpu().numpy().copy()
-                p = self.pairs.detach().cpu().numpy().copy()
-                self._emit(c, p, self.first, self.last)
+                self._emit(self.buf.detach().cpu().numpy().copy(), self.first, self.last)
                 self.first, self.since = None, 0
 
     def _read_cuda(self, final: bool) -> None:
@@ -388,16 +385,12 @@ class _State:
                 event.synchronize()  # at the process's end only
             if final or event.query():
                 self.pending = None
-                self._emit(self.host[0].numpy().copy(), self.host[1].numpy().copy(), first, last)
+                self._emit(self.host.numpy().copy(), first, last)
         if self.first is None or self.pending is not None:
             return  # nothing new, or the previous copy is still in flight (joins the next read)
         if self.host is None:
-            self.host = (
-                torch.empty(self.counts.shape, dtype=self.counts.dtype, pin_memory=True),
-                torch.empty(self.pairs.shape, dtype=self.pairs.dtype, pin_memory=True),
-            )
-        self.host[0].copy_(self.counts, non_blocking=True)
-        self.host[1].copy_(self.pairs, non_blocking=True)
+            self.host = torch.empty(self.buf.shape, dtype=self.buf.dtype, pin_memory=True)
+        self.host.copy_(self.buf, non_blocking=True)
         event = torch.cuda.Event()
         event.record()
         self.pending = (event, self.first, self.last)
@@ -405,17 +398,19 @@ class _State:
         if final:
             self._read_cuda(final=True)  # waits for the copy just made and emits it
 
-    def _emit(self, counts, pairs, first: int, last: int) -> None:
+    def _emit(self, cumulative, first: int, last: int) -> None:
         """Rows for the increments since the previous read (cumulative host arrays in)."""
-        dc = counts - self.prev_counts
-        dp = pairs - self.prev_pairs
-        self.prev_counts, self.prev_pairs = counts, pairs
+        from profilemate.probes.moe_count import split
+
+        dc, dp = split(cumulative - self.prev, self.num_experts)
+        self.prev = cumulative
         rec = self.recorder
         emit_rows(rec, self.tables, dc, dp, self.layer_ids, self.num_experts, first, last)
 
 
 def emit_rows(rec, tables, dc, dp, layer_ids, num_experts: int, first: int, last: int) -> None:
-    """The three tables' rows for one interval's increments ``dc`` [L, E+1], ``dp`` [L, E*E+1]."""
+    """The three tables' rows for one interval's increments ``dc`` [L, E+1], ``dp`` [L, (E+1)^2]
+    (``moe_count.split``; ``dp`` [L, 0] without co-selection)."""
     import numpy as np
 
     act_t, imb_t, co_t, name = tables
@@ -460,24 +455,27 @@ def emit_rows(rec, tables, dc, dp, layer_ids, num_experts: int, first: int, last
 
     if dp.shape[1] == 0:
         return
+    e1 = E + 1
     parts = []
     for row in range(dp.shape[0]):
         d = dp[row]
         slots = np.nonzero(d)[0]
         if len(slots) == 0:
             continue
-        vals = d[slots]
-        other = 0
-        if len(slots) > MAX_PAIR_ROWS:
+        a, b = slots // e1, slots % e1  # a <= b by construction
+        valid = (a < b) & (b < E)
+        vals = d[slots[valid]]
+        a, b = a[valid], b[valid]
+        other = int(d.sum() - vals.sum())  # repeated ids, ids outside 0..E-1
+        if len(vals) > MAX_PAIR_ROWS:
             keep = np.argsort(vals, kind="stable")[::-1][:MAX_PAIR_ROWS]
-            other = int(vals.sum() - vals[keep].sum())
-            slots, vals = slots[keep], vals[keep]
-        a = np.where(slots == E * E, -1, slots // max(E, 1))
-        b = np.where(slots == E * E, -1, slots % max(E, 1))
-        block = np.column_stack(
-            [np.full(len(slots), first), np.full(len(slots), layer_ids[row]), a, b, vals]
-        )
-        parts.append(block)
+            other += int(vals.sum() - vals[keep].sum())
+            a, b, vals = a[keep], b[keep], vals[keep]
+        n = len(vals)
+        if n:
+            parts.append(
+                np.column_stack([np.full(n, first), np.full(n, layer_ids[row]), a, b, vals])
+            )
         if other:
             parts.append(np.array([[first, layer_ids[row], -1, -1, other]]))
     if parts:
