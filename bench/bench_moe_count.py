@@ -4,8 +4,9 @@ The "router" is a gate projection + softmax + top-k, as vLLM's CPU router comput
 of ``tokens`` (hidden 128 for the tiny fixture's shape, or the size given). Each round times a
 block of calls **without** and one **with** the op (order alternating), in eager mode and compiled
 with ``torch.compile(fullgraph=True)`` (vLLM's CPU default compiles the router into the model
-graph). Reported: µs per call without / with (medians of the blocks), and the paired per-round
-ratio (median, min..max). This is the op's cost against one router, not against a whole MoE layer
+graph). Eager calls the op's body directly, as the probe's capture_fn does outside Dynamo.
+Reported: µs per call without / with (medians of the blocks), and the paired per-round ratio
+(median, min..max). This is the op's cost against one router, not against a whole MoE layer
 (whose expert GEMMs make the layer much longer): an upper bound of its share.
 
     .venv/bin/python bench/bench_moe_count.py [--tokens 1,256] [--experts 8] [--top-k 2]
@@ -28,7 +29,8 @@ def make(tokens: int, experts: int, top_k: int, hidden: int, count: bool, compil
     buf, gate = moe_count.buffers(1, experts, "cpu")
     weight = torch.randn(experts, hidden)
     x = torch.randn(tokens, hidden)
-    op = torch.ops.profilemate.moe_count.default
+    # what the probe's capture_fn runs: the op when traced, the op's body when run as Python
+    op = torch.ops.profilemate.moe_count.default if compiled else moe_count._count
 
     def router(h):
         logits = h @ weight.t()

@@ -11,9 +11,10 @@ Where the numbers come from (vLLM 0.32.0, ``model_executor/layers/fused_moe``):
   kernels, the CPU build's ``CPUUnquantizedExperts`` included); ``BaseRouter._select_experts``
   calls the instance attribute ``capture_fn(topk_ids)`` with the **logical** expert ids, before the
   EPLB mapping to physical ids. After the model is loaded (``Worker.load_model``) the probe sets
-  each MoE layer's ``capture_fn`` to a thin function that calls the custom op
-  ``torch.ops.profilemate.moe_count`` (``probes/moe_count.py``) on preallocated device buffers and
-  then the ``capture_fn`` that was there. ``BaseRouter.set_capture_fn`` is wrapped too, so vLLM's
+  each MoE layer's ``capture_fn`` to a thin function that calls the op
+  ``torch.ops.profilemate.moe_count`` (``probes/moe_count.py``; when run as Python rather than
+  traced, the op's body directly) on a preallocated device buffer and then the ``capture_fn``
+  that was there. ``BaseRouter.set_capture_fn`` is wrapped too, so vLLM's
   own capture (``--enable-return-routed-experts`` binds it after load) is chained behind ours,
   never replaced.
 - **Compiled and captured forwards.** The function holds no Python side effect: Dynamo (the CPU
@@ -199,16 +200,22 @@ def _padding_reader():
 
 
 def _make_capture(op, buf, gate, row, num_experts, inner, padding):
-    """The router's capture_fn: our op, then the capture_fn that was there (vLLM's own)."""
-    if inner is None:
+    """The router's capture_fn: count, then the capture_fn that was there (vLLM's own).
 
-        def profilemate_moe_capture(topk_ids):
-            op(buf, topk_ids, gate, row, num_experts, padding())
+    Traced by Dynamo (the CPU build's compiled graph): the op, one opaque node. Run as Python
+    (enforce_eager; on GPU inside vLLM's opaque moe_forward, also at graph capture): the op's body
+    directly, the same tensor operations without the dispatcher's cost (bench/bench_moe_count.py).
+    """
+    import torch
 
-    else:
+    from profilemate.probes.moe_count import _count as direct
 
-        def profilemate_moe_capture(topk_ids):
-            op(buf, topk_ids, gate, row, num_experts, padding())
+    def profilemate_moe_capture(topk_ids):
+        if torch.compiler.is_compiling():
+            op(buf, topk_ids, gate, row, num_experts, None)  # no padding on the CPU build
+        else:
+            direct(buf, topk_ids, gate, row, num_experts, padding())
+        if inner is not None:
             inner(topk_ids)
 
     return profilemate_moe_capture
