@@ -224,6 +224,8 @@ def collect() -> dict:
         if not found and versions.get("vllm") is not None:
             problems.append(f"no target of {key} exists in vLLM {versions['vllm']}")
 
+    moe = _moe_info() if versions.get("vllm") is not None else None
+
     return {
         "ok": not problems,
         "problems": problems,
@@ -233,7 +235,18 @@ def collect() -> dict:
         "activation": activation,
         "output": output,
         "targets": targets,
+        "moe": moe,
     }
+
+
+def _moe_info() -> dict:
+    """Which path counts MoE expert load in this vLLM (probes/categories/moe.py)."""
+    try:
+        from profilemate.probes import load_category
+
+        return load_category("moe").doctor_info()
+    except Exception as e:
+        return {"path": "unknown", "why": f"{type(e).__name__}: {e}"}
 
 
 def render(r: dict) -> str:
@@ -275,6 +288,17 @@ def render(r: dict) -> str:
             f"  [{mark}] {t['target']}  [{t['category']}; {'/'.join(t['roles'])}]{rng}{detail}"
         )
     lines.append("  (+ present  - absent  ! signature differs  ? vLLM not importable)")
+    moe = r.get("moe")
+    if moe:
+        lines += [
+            "",
+            "MoE counting",
+            f"  path here: {moe.get('path')} -- {moe.get('why')}",
+            f"  custom op profilemate::moe_count: {moe.get('custom_op', '-')}",
+            f"  routing hook: {moe.get('capture_fn', '-')}",
+        ]
+        for setting, path in (moe.get("modes") or {}).items():
+            lines.append(f"  {setting}: {path}")
     lines.append("")
     if r["problems"]:
         lines.append("Problems")

@@ -42,6 +42,14 @@ class Runtime:
         self._watchdog = get_watchdog()
         self._watchdog.report_error = _report_watchdog_error
         self._fork_hooks = False
+        # Called (in order, each guarded) before the last rows are written: probes that keep counts
+        # of their own (the MoE device counters) hand them to the core here.
+        self._final_flush: list = []
+
+    def add_final_flush(self, fn) -> None:
+        """``fn()`` runs once when this process writes its final rows (exit or ``finish()``)."""
+        if fn not in self._final_flush:
+            self._final_flush.append(fn)
 
     # --- arming -------------------------------------------------------------------------------
     def arm(self, config: Config, activation: str, *, role_hint: str | None = None) -> str:
@@ -271,6 +279,11 @@ class Runtime:
         if self.state != ACTIVE or getattr(self, "_exited_pid", None) == os.getpid():
             return
         self._exited_pid = os.getpid()
+        for fn in list(self._final_flush):
+            try:
+                fn()
+            except Exception:
+                log.warning("a final flush failed (its last counts are lost)", exc_info=True)
         try:
             self.write_patch_status()
             if self._core is not None:
