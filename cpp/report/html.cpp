@@ -43,7 +43,7 @@ struct Line {
   const std::vector<std::pair<double, double>>* pts;
 };
 
-constexpr double kW = 760, kH = 240, kL = 56, kR = 16, kT = 16, kB = 40;
+constexpr double kW = 760, kH = 250, kL = 56, kR = 16, kT = 28, kB = 40;
 
 std::string axis_label(double v) {
   const double a = std::fabs(v);
@@ -99,8 +99,8 @@ std::string line_chart(const std::string& id, const std::vector<Line>& lines, co
            num(kH - kB - (kH - kT - kB) * y / y1, 1) + " ";
     }
     h += "\"/>";
-    h += "<text x=\"" + num(kL + 8 + 170.0 * static_cast<double>(i), 0) + "\" y=\"" +
-         num(kT + 10, 0) + "\" font-size=\"11\" fill=\"" + color + "\">" + esc(lines[i].name) +
+    h += "<text x=\"" + num(kL + 8 + 260.0 * static_cast<double>(i), 0) + "\" y=\"" +
+         num(kT - 10, 0) + "\" font-size=\"11\" fill=\"" + color + "\">" + esc(lines[i].name) +
          "</text>";
   }
   h += "</svg>\n";
@@ -156,7 +156,7 @@ std::string histogram_chart(const std::string& id,
            std::to_string(c) + " forwards, " + num(LogBins::edge_ms(lo + b), 3) + "-" +
            num(LogBins::edge_ms(lo + b + 1), 3) + " ms</title></rect>";
     }
-    h += "<text x=\"" + num(kL + 8 + 120.0 * double(s), 0) + "\" y=\"" + num(kT + 10, 0) +
+    h += "<text x=\"" + num(kL + 8 + 120.0 * double(s), 0) + "\" y=\"" + num(kT - 10, 0) +
          "\" font-size=\"11\" fill=\"" + color + "\">" + esc(hs[s].first) + "</text>";
   }
   h += "</svg>\n";

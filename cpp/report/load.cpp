@@ -169,6 +169,7 @@ Run load_run(const std::vector<std::string>& folders) {
       continue;  // the same folder given twice
     Process p;
     p.dir = f.dir;
+    p.session = f.session;
     const std::string folder = fs::path(f.dir).filename().string();
     p.label = label_of(folder);
     p.order = order_of(p.label);

@@ -17,7 +17,8 @@ struct Process {
   std::string name;   // the folder name (<label>-<pid>), "<session>/<folder>" with several sessions
   std::string label;  // the role: api, enginecore, worker-0, ...
   std::string dir;
-  int order = 3;  // api 0, enginecore 1, worker 2, others 3
+  std::string session;  // the session folder it belongs to
+  int order = 3;        // api 0, enginecore 1, worker 2, others 3
   std::map<std::string, std::unique_ptr<TableAcc>> tables;  // crunched tables, by name
   std::map<std::string, std::uint64_t> rows;                // rows read, every CSV file
 
@@ -37,12 +38,17 @@ struct Run {
   std::vector<Process> processes;  // sorted: api, enginecore, workers, others; then by name
   std::vector<std::string> warnings;
   std::uint64_t tables_read = 0, rows_read = 0;
+  std::uint64_t trace_events = 0, trace_files = 0;  // merged into trace.json (merge_traces)
 };
 
 // Finds the processes of the folders and reads every CSV file of each (report.cpp).
 Run load_run(const std::vector<std::string>& folders);
 // Reads one process folder's CSV files into p (warnings appended to run).
 void load_process(Run& run, Process& p);
+
+// Writes every process's trace.json events into one strict JSON array at out_path, clocks aligned
+// (trace_merge.cpp); counts in run.trace_*, problems in run.warnings.
+void merge_traces(Run& run, const std::string& out_path);
 
 // The report's three files, rendered from a loaded run (pure functions of it).
 struct Rendered {

@@ -589,11 +589,20 @@ Rendered render(const Run& run) {
   o.w.end_array();
   o.ku("tables_read", run.tables_read);
   o.ku("rows_read", run.rows_read);
+  o.w.key("trace");
+  o.w.begin_object(Layout::kInline);
+  o.ks("file", "trace.json");
+  o.ku("events", run.trace_events);
+  o.ku("processes", run.trace_files);
+  o.w.end_object();
   o.text += "ProfileMate report: " + std::to_string(run.sessions.size()) + " session(s), " +
             std::to_string(run.processes.size()) + " process(es), " +
             std::to_string(run.tables_read) + " tables, " + std::to_string(run.rows_read) +
             " rows\n";
   for (const std::string& s : run.sessions) o.line("session " + s);
+  o.line("timeline: trace.json, " + std::to_string(run.trace_events) + " events of " +
+         std::to_string(run.trace_files) +
+         " processes on one clock (open it in Perfetto UI or chrome://tracing)");
   o.w.key("processes");
   o.w.begin_array(Layout::kBlock);
   for (const Process& p : run.processes) {

@@ -20,10 +20,11 @@ ReportResult write_report(const std::vector<std::string>& folders, const std::st
                                                    : std::string(".");
     result.out_dir = base + "/report";
   }
-  const report::Rendered r = report::render(run);
   if (const int err = make_dirs(result.out_dir); err != 0)
     throw OsError(err, result.out_dir,
                   "profilemate report: cannot create " + result.out_dir + ": " + errno_text(err));
+  report::merge_traces(run, result.out_dir + "/trace.json");
+  const report::Rendered r = report::render(run);
   for (const auto& [name, content] :
        {std::pair<const char*, const std::string*>{"summary.txt", &r.text},
         {"summary.json", &r.json},

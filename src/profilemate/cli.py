@@ -4,7 +4,8 @@
 options as PROFILEMATE_* variables and ``exec``s the command, so the command and every Python child it
 starts (vLLM's EngineCore and workers, spawned or forked) are profiled into one session.
 ``profilemate report SESSION [SESSION ...]`` reads the session folders back (the C++ core does the
-work) and writes ``<session>/report/``: summary.txt (printed), summary.json and report.html.
+work) and writes ``<session>/report/``: summary.txt (printed), summary.json, report.html and
+trace.json (every process's timeline in one file).
 """
 
 from __future__ import annotations
@@ -127,6 +128,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         print(text, end="")
     print(f"\nreport: {out_dir}/summary.txt, {out_dir}/summary.json")
     print(f"charts: {out_dir}/report.html (one file, opens offline)")
+    print(f"timeline: {out_dir}/trace.json (every process; Perfetto UI or chrome://tracing)")
     return 0
 
 
@@ -171,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser(
         "report",
-        help="one report from every process of a run: summary.txt, summary.json, report.html",
+        help="one report from every process of a run: summary.txt/json, report.html, trace.json",
         usage="profilemate report [--out DIR] SESSION_DIR [MORE_SESSION_DIRS ...]",
     )
     rep.add_argument("folders", nargs="+", help="session folders (reported as one)")

@@ -409,3 +409,42 @@ TEST(Report, AnOutputFolderThatCannotBeCreatedIsAnOsError) {
   EXPECT_THROW(profilemate::write_report({tmp.path() + "/s"}, tmp.path() + "/file/report"),
                profilemate::OsError);
 }
+
+TEST(Report, MergedTraceIsOneStrictJsonArrayOnOneClock) {
+  pmtest::TempDir tmp;
+  const fs::path a = fs::path(tmp.path()) / "20260101-000000-host-a-100";
+  const fs::path b = fs::path(tmp.path()) / "20260101-000000-hostb-200";
+  write_fixture(a);
+  write_fixture(b);
+  // Session b's machine: wall - monotonic is 2 ms more than a's.
+  write(a / "metadata.json",
+        "{\"clock\": {\"monotonic_ns\": 1000000, \"realtime_ns\": 5000000}}\n");
+  write(b / "metadata.json",
+        "{\"clock\": {\"monotonic_ns\": 1000000, \"realtime_ns\": 7000000}}\n");
+  const std::string ev =
+      "[\n{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":100,\"tid\":0,\"args\":{\"name\":\"e\"}},"
+      "\n"
+      "{\"ph\":\"X\",\"cat\":\"t\",\"name\":\"n\",\"pid\":100,\"tid\":100,\"ts\":1000.500,"
+      "\"dur\":5.000,\"args\":{\"step\":1,\"ts\":7}},\n";
+  write(a / "enginecore-100" / "trace.json", ev + "{\"ph\":\"X\",\"pi");  // torn: killed
+  write(b / "enginecore-100" / "trace.json", ev + "not an event,\n]\n");
+  write(b / "worker-0-101" / "trace.json", "[\n]\n");
+  const ReportResult res = profilemate::write_report({a.string(), b.string()}, tmp.path() + "/out");
+  const std::string trace = pmtest::read_file(tmp.path() + "/out/trace.json");
+  EXPECT_TRUE(pmtest::JsonChecker(trace).valid()) << trace;
+  // a's events as they were; b's shifted by 2000 us and its pids moved apart
+  EXPECT_NE(trace.find("\"pid\":100,\"tid\":100,\"ts\":1000.500,"), std::string::npos) << trace;
+  EXPECT_NE(trace.find("\"pid\":10000100,\"tid\":100,\"ts\":3000.500,\"dur\":5.000,"
+                       "\"args\":{\"step\":1,\"ts\":7}}"),
+            std::string::npos)
+      << trace;
+  EXPECT_NE(res.summary_text.find("trace.json, 4 events of 2 processes"), std::string::npos)
+      << res.summary_text;
+  EXPECT_TRUE(has_warning(res.warnings, "host-a-100/enginecore-100/trace.json", "torn last line"));
+  EXPECT_TRUE(has_warning(res.warnings, "hostb-200/enginecore-100/trace.json",
+                          "1 line(s) that are not trace events"));
+  const std::string json = pmtest::read_file(tmp.path() + "/out/summary.json");
+  EXPECT_NE(json.find("\"trace\": {\"file\": \"trace.json\", \"events\": 4, \"processes\": 2}"),
+            std::string::npos)
+      << json;
+}

@@ -44,9 +44,23 @@ def _one(entries: list[dict], process: str) -> dict:
     return found[0]
 
 
-def _check_common(run, summary: dict) -> tuple[Path, dict]:
-    """What holds for every run: rows per table, steps, tokens, requests; returns the EngineCore."""
+def _check_common(run, summary: dict, out: Path) -> tuple[Path, dict]:
+    """What holds for every run: rows per table, steps, tokens, requests, the merged trace;
+    returns the EngineCore's folder and its generation entry."""
     assert summary["warnings"] == []
+    # trace.json: strict JSON with every event line of every process's trace, each process named
+    trace = json.loads((out / "trace.json").read_text())
+    dirs = [d for d in run.session_dir.iterdir() if d.is_dir() and d.name != "report"]
+    lines = [
+        line.rstrip(",")
+        for d in dirs
+        for line in (d / "trace.json").read_text().splitlines()
+        if line.startswith("{")
+    ]
+    assert len(trace) == len(lines) == summary["trace"]["events"] > 0
+    assert summary["trace"]["processes"] == len(dirs)
+    names = {e["args"]["name"] for e in trace if e.get("name") == "process_name"}
+    assert names == {d.name for d in dirs}
     ecs = run.process_dirs("enginecore-")
     assert len(ecs) == 1
     ec = ecs[0]
@@ -111,7 +125,7 @@ def _check_common(run, summary: dict) -> tuple[Path, dict]:
 def test_report_of_the_forced_preemption_run(vllm_run, tmp_path):
     run = vllm_run(*PREEMPT, profile=True)
     summary, proc = _report(run.session_dir, tmp_path / "report")
-    ec, _ = _check_common(run, summary)
+    ec, _ = _check_common(run, summary, tmp_path / "report")
     assert _one(summary["generation"], ec.name)["generated_tokens"] == (
         NUM_PROMPTS * PREEMPT_MAX_TOKENS
     )
@@ -166,7 +180,7 @@ def test_report_of_the_forced_preemption_run(vllm_run, tmp_path):
 def test_report_of_the_dense_run_and_its_html_is_self_contained(vllm_run, tmp_path):
     run = vllm_run(*DENSE, profile=True)
     summary, _ = _report(run.session_dir, tmp_path / "report")
-    ec, _ = _check_common(run, summary)
+    ec, _ = _check_common(run, summary, tmp_path / "report")
     assert _one(summary["preemptions"], ec.name)["preempted"] == 0
     html = (tmp_path / "report" / "report.html").read_text()
     # nothing to fetch: no script, no link, no remote URL (the SVG namespace is a name, not a fetch)
