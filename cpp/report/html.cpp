@@ -14,7 +14,8 @@ namespace {
 constexpr const char* kColors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e",
                                    "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"};
 
-std::string esc(std::string_view s) {
+std::string esc(std::string_view raw) {
+  const std::string s = utf8_clean(raw);
   std::string r;
   r.reserve(s.size());
   for (char c : s) {

@@ -28,6 +28,44 @@ std::string pad(std::string s, std::size_t width, bool right) {
   return right ? std::string(width - s.size(), ' ') + s : s + std::string(width - s.size(), ' ');
 }
 
+std::string utf8_clean(std::string_view s) {
+  std::string r;
+  r.reserve(s.size());
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const std::size_t n = s.size();
+  for (std::size_t i = 0; i < n;) {
+    const unsigned c = p[i];
+    std::size_t len = 0;
+    unsigned lo = 0x80, hi = 0xBF;  // allowed range of the second byte
+    if (c < 0x80) {
+      r.push_back(c < 0x20 && c != '\t' && c != '\n' ? '?' : static_cast<char>(c));
+      ++i;
+      continue;
+    }
+    if (c >= 0xC2 && c <= 0xDF) {
+      len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      len = 3;
+      if (c == 0xE0) lo = 0xA0;
+      if (c == 0xED) hi = 0x9F;  // no surrogates
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      len = 4;
+      if (c == 0xF0) lo = 0x90;
+      if (c == 0xF4) hi = 0x8F;
+    }
+    bool ok = len > 0 && i + len <= n && p[i + 1] >= lo && p[i + 1] <= hi;
+    for (std::size_t k = 2; ok && k < len; ++k) ok = p[i + k] >= 0x80 && p[i + k] <= 0xBF;
+    if (ok) {
+      r.append(s.substr(i, len));
+      i += len;
+    } else {
+      r.append("\xEF\xBF\xBD");
+      ++i;
+    }
+  }
+  return r;
+}
+
 std::vector<std::uint8_t> merged_step_flags(const Run& run) {
   std::vector<std::uint8_t> flags;
   for (const Process& p : run.processes)
@@ -84,7 +122,7 @@ struct Out {
   json::Writer w{buf};
   void line(const std::string& s) {
     text += "  ";
-    text += s;
+    text += utf8_clean(s);
     text += '\n';
   }
   void heading(const std::string& s) {
@@ -102,13 +140,13 @@ struct Out {
   }
   void ks(const char* key, std::string_view v) {
     w.key(key);
-    w.value_str(v);
+    w.value_str(utf8_clean(v));
   }
   void counts(const char* key, const std::map<std::string, std::uint64_t, std::less<>>& m) {
     w.key(key);
     w.begin_object(Layout::kInline);
     for (const auto& [name, n] : m) {
-      w.key(name);
+      w.key(utf8_clean(name));
       w.value_uint(n);
     }
     w.end_object();
@@ -585,7 +623,7 @@ Rendered render(const Run& run) {
   o.ks("profilemate_version", version());
   o.w.key("sessions");
   o.w.begin_array(Layout::kInline);
-  for (const std::string& s : run.sessions) o.w.value_str(s);
+  for (const std::string& s : run.sessions) o.w.value_str(utf8_clean(s));
   o.w.end_array();
   o.ku("tables_read", run.tables_read);
   o.ku("rows_read", run.rows_read);
@@ -614,7 +652,7 @@ Rendered render(const Run& run) {
     o.w.begin_object(Layout::kInline);
     std::uint64_t rows = 0;
     for (const auto& [t, n] : p.rows) {
-      o.w.key(t);
+      o.w.key(utf8_clean(t));
       o.w.value_uint(n);
       rows += n;
     }
@@ -626,7 +664,7 @@ Rendered render(const Run& run) {
   o.w.end_array();
   o.w.key("warnings");
   o.w.begin_array(Layout::kBlock);
-  for (const std::string& w : run.warnings) o.w.value_str(w);
+  for (const std::string& w : run.warnings) o.w.value_str(utf8_clean(w));
   o.w.end_array();
   if (!run.warnings.empty())
     o.line(std::to_string(run.warnings.size()) +

@@ -15,6 +15,9 @@ std::string num(double v, int decimals);  // fixed decimals; "n/a" when not fini
 std::string pct(double p);                // "12.3%"; "n/a"
 double share_pct(double part, double whole);
 std::string pad(std::string s, std::size_t width, bool right);
+// Text from the tables as valid UTF-8 (a corrupt file may hold any bytes): each byte that does not
+// start a well-formed sequence becomes U+FFFD, and control characters other than tab become '?'.
+std::string utf8_clean(std::string_view s);
 
 // One slow request with its time split: queued (arrival to first scheduled), prefill (first
 // scheduled to first token), decode (first token to finish); preempted_s is the time it spent

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -377,6 +378,18 @@ TEST(Report, WithoutPreemptionEventsPreemptionStepsSayThereWereNone) {
   EXPECT_EQ(s.recomputed, 0);
 }
 
+TEST(Report, Utf8CleanKeepsValidTextAndReplacesBadBytes) {
+  EXPECT_EQ(utf8_clean("plain \xC3\xA9t\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80"),
+            "plain \xC3\xA9t\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80");
+  EXPECT_EQ(utf8_clean("a\xFF"
+                       "b\xC3"),
+            "a\xEF\xBF\xBD"
+            "b\xEF\xBF\xBD");
+  EXPECT_EQ(utf8_clean("\xC0\xAF"), "\xEF\xBF\xBD\xEF\xBF\xBD");                  // overlong
+  EXPECT_EQ(utf8_clean("\xED\xA0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // surrogate
+  EXPECT_EQ(utf8_clean(std::string("x\0y\x01", 4)), "x?y?");
+}
+
 TEST(Report, NotASessionReadsNothingAndSaysSo) {
   pmtest::TempDir tmp;
   write(fs::path(tmp.path()) / "x" / "notes.txt", "hello\n");
@@ -447,4 +460,54 @@ TEST(Report, MergedTraceIsOneStrictJsonArrayOnOneClock) {
   EXPECT_NE(json.find("\"trace\": {\"file\": \"trace.json\", \"events\": 4, \"processes\": 2}"),
             std::string::npos)
       << json;
+}
+
+// A deterministic mutation fuzz of the readers (no libFuzzer on this machine): every table of the
+// fixture session is corrupted at random (bytes flipped, quotes, commas, newlines and NULs
+// inserted, cut short, lines duplicated) and the whole report is run on it. It must never crash
+// (the sanitizer builds run it too) and summary.json must always be valid JSON.
+TEST(ReportFuzz, RandomlyCorruptedTablesNeverCrashAndTheJsonStaysValid) {
+  pmtest::TempDir tmp;
+  const fs::path session = fs::path(tmp.path()) / "s";
+  write_fixture(session);
+  std::vector<std::pair<fs::path, std::string>> originals;
+  for (const auto& d : fs::recursive_directory_iterator(session))
+    if (d.path().extension() == ".csv")
+      originals.emplace_back(d.path(), pmtest::read_file(d.path().string()));
+  std::mt19937 rng(12345);
+  const char specials[] = {'"', ',', '\n', '\r', '\0', '-', 'e', '9', '.', ' '};
+  for (int iter = 0; iter < 1000; ++iter) {
+    for (const auto& [path, text] : originals) {
+      std::string m = text;
+      const int edits = 1 + static_cast<int>(rng() % 8);
+      for (int e = 0; e < edits && !m.empty(); ++e) {
+        const std::size_t at = rng() % m.size();
+        switch (rng() % 5) {
+          case 0:
+            m[at] = static_cast<char>(rng() & 0xff);
+            break;
+          case 1:
+            m.insert(at, 1, specials[rng() % sizeof specials]);
+            break;
+          case 2:
+            m.resize(at);  // cut short
+            break;
+          case 3:
+            m.erase(at, rng() % 16);
+            break;
+          default: {  // duplicate a piece
+            const std::size_t n = std::min<std::size_t>(rng() % 64, m.size() - at);
+            m.insert(at, m.substr(at, n));
+          }
+        }
+      }
+      write(path, m);
+    }
+    const ReportResult res = profilemate::write_report({session.string()}, tmp.path() + "/out");
+    const std::string json = pmtest::read_file(tmp.path() + "/out/summary.json");
+    ASSERT_TRUE(pmtest::JsonChecker(json).valid()) << "iteration " << iter << "\n" << json;
+    // valid UTF-8 whatever bytes the tables held
+    ASSERT_EQ(utf8_clean(json), json) << "iteration " << iter;
+    ASSERT_EQ(utf8_clean(res.summary_text), res.summary_text) << "iteration " << iter;
+  }
 }
