@@ -2,7 +2,9 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <charconv>
 #include <filesystem>
+#include <fstream>
 #include <string_view>
 
 #include "report/model.hpp"
@@ -108,6 +110,45 @@ bool read_table(Run& run, Process& p, const fs::path& path, const std::string& t
 
 }  // namespace
 
+// The process's own digest (summary.json, written by the core): whether it is final, and the
+// events it dropped or lost. Its first lines hold these top-level scalars (sinks/summary.cpp);
+// only the first 64 KiB are read.
+void read_process_summary(Run& run, Process& p) {
+  const std::string path = p.dir + "/summary.json";
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return;  // none: a process killed before its first snapshot
+  std::string text(64 * 1024, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<std::size_t>(in.gcount()));
+  auto scalar = [&](std::string_view key) -> std::string_view {
+    const std::string pat = "\n  \"" + std::string(key) + "\": ";
+    const auto at = text.find(pat);
+    if (at == std::string::npos) return {};
+    const auto b = at + pat.size();
+    const auto e = text.find_first_of(",\n}", b);
+    return std::string_view(text).substr(b, e == std::string::npos ? std::string::npos : e - b);
+  };
+  const std::string_view fin = scalar("final");
+  if (fin != "true" && fin != "false") {
+    run.warnings.push_back(path + ": not a summary.json this report can read; skipped");
+    return;
+  }
+  p.has_summary = true;
+  p.final = fin == "true";
+  auto count = [&](std::string_view key) {
+    std::uint64_t v = 0;
+    const std::string_view t = scalar(key);
+    std::from_chars(t.data(), t.data() + t.size(), v);
+    return v;
+  };
+  p.dropped = count("dropped");
+  p.lost = count("lost");
+  if (p.dropped || p.lost)
+    run.warnings.push_back(p.name + ": " + std::to_string(p.dropped) +
+                           " events dropped (full rings) and " + std::to_string(p.lost) +
+                           " lost: its counts below are lower bounds (summary.json)");
+}
+
 void load_process(Run& run, Process& p) {
   std::vector<fs::path> files;
   std::error_code ec;
@@ -126,6 +167,7 @@ void load_process(Run& run, Process& p) {
   }
   for (auto& [name, acc] : p.tables)
     if (auto* r = dynamic_cast<RequestAcc*>(acc.get())) r->finish();
+  read_process_summary(run, p);
 }
 
 Run load_run(const std::vector<std::string>& folders) {

@@ -18,7 +18,11 @@ struct Process {
   std::string label;  // the role: api, enginecore, worker-0, ...
   std::string dir;
   std::string session;  // the session folder it belongs to
-  int order = 3;        // api 0, enginecore 1, worker 2, others 3
+  // From its summary.json (absent: has_summary false): a "final": false one was written at a
+  // signal, not at the end; dropped (full rings) and lost events make every count a lower bound.
+  bool has_summary = false, final = false;
+  std::uint64_t dropped = 0, lost = 0;
+  int order = 3;  // api 0, enginecore 1, worker 2, others 3
   std::map<std::string, std::unique_ptr<TableAcc>> tables;  // crunched tables, by name
   std::map<std::string, std::uint64_t> rows;                // rows read, every CSV file
 

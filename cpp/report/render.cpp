@@ -657,9 +657,22 @@ Rendered render(const Run& run) {
       rows += n;
     }
     o.w.end_object();
+    o.w.key("final");
+    if (p.has_summary)
+      o.w.value_bool(p.final);
+    else
+      o.w.value_null();
+    o.ku("dropped", p.dropped);
+    o.ku("lost", p.lost);
     o.w.end_object();
     o.line("process " + p.name + ": " + std::to_string(p.rows.size()) + " tables, " +
-           std::to_string(rows) + " rows");
+           std::to_string(rows) + " rows" +
+           (!p.has_summary ? "; no summary.json (killed before its first snapshot?)"
+            : !p.final     ? "; summary.json not final (stopped by a signal, or still running)"
+                           : "") +
+           (p.dropped || p.lost ? "; " + std::to_string(p.dropped) + " events dropped, " +
+                                      std::to_string(p.lost) + " lost"
+                                : ""));
   }
   o.w.end_array();
   o.w.key("warnings");

@@ -310,7 +310,19 @@ TEST(Report, WritesTextJsonAndHtml) {
         "\"request_id\": \"req,c\"", "\"eager_reasons\": {\"mixed_batch\": 1, "})
     EXPECT_NE(json.find(part), std::string::npos) << part << "\n" << json;
   const std::string html = pmtest::read_file(res.out_dir + "/report.html");
-  EXPECT_NE(html.find("<!DOCTYPE html>"), std::string::npos);
+  EXPECT_EQ(html.rfind("<!DOCTYPE html>", 0), 0u);
+  for (const char* part :
+       {// KV usage (3 schedule rows) and batch utilization (2 lines of 4 steps) over time
+        "class=\"series\" data-points=\"3\"", "class=\"series\" data-points=\"4\"",
+        // the forward-time histogram (3 phases, one forward each), the descriptor table
+        "<rect class=\"bar\"",
+        "<tr><td>FULL</td><td class=\"n\">4</td><td class=\"n\">4</td><td>yes</td><td>no</td>"
+        "<td class=\"n\">1</td><td class=\"n\">30.000</td><td class=\"n\">1</td></tr>",
+        // the slow-request tables, ids escaped
+        "<table class=\"slow\" id=\"slow-e2e\">", "<td>req-b</td>", "<td>req,c</td>"})
+    EXPECT_NE(html.find(part), std::string::npos) << part;
+  EXPECT_EQ(html.find("<script"), std::string::npos);
+  EXPECT_EQ(html.find("href="), std::string::npos);
   // The report folder is not read back as a process on the next run.
   const profilemate::ReportResult again = profilemate::write_report({session.string()}, "");
   EXPECT_EQ(again.summary_text, res.summary_text);
@@ -388,6 +400,28 @@ TEST(Report, Utf8CleanKeepsValidTextAndReplacesBadBytes) {
   EXPECT_EQ(utf8_clean("\xC0\xAF"), "\xEF\xBF\xBD\xEF\xBF\xBD");                  // overlong
   EXPECT_EQ(utf8_clean("\xED\xA0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // surrogate
   EXPECT_EQ(utf8_clean(std::string("x\0y\x01", 4)), "x?y?");
+}
+
+TEST(Report, EachProcessSummarySaysWhetherItIsFinalAndWhatWasDropped) {
+  pmtest::TempDir tmp;
+  const fs::path session = fs::path(tmp.path()) / "s";
+  write_fixture(session);
+  write(session / "enginecore-100" / "summary.json",
+        "{\n  \"profilemate_version\": \"0.1.0\",\n  \"final\": false,\n  \"recorded\": 9,\n"
+        "  \"dropped\": 3,\n  \"lost\": 1,\n  \"dropped_by_table\": {\"x\": 3}\n}\n");
+  write(session / "worker-0-101" / "summary.json", "{\"final\"");  // torn
+  const ReportResult res = profilemate::write_report({session.string()}, "");
+  EXPECT_TRUE(has_warning(res.warnings, "enginecore-100: 3 events dropped", "1 lost"));
+  EXPECT_TRUE(has_warning(res.warnings, "worker-0-101/summary.json", "not a summary.json"));
+  EXPECT_EQ(res.warnings.size(), 2u);
+  EXPECT_NE(res.summary_text.find("process enginecore-100: 5 tables, 21 rows; summary.json not "
+                                  "final (stopped by a signal, or still running); 3 events "
+                                  "dropped, 1 lost"),
+            std::string::npos)
+      << res.summary_text;
+  const std::string json = pmtest::read_file(res.out_dir + "/summary.json");
+  EXPECT_NE(json.find("\"final\": false, \"dropped\": 3, \"lost\": 1}"), std::string::npos) << json;
+  EXPECT_NE(json.find("\"final\": null, \"dropped\": 0, \"lost\": 0}"), std::string::npos);
 }
 
 TEST(Report, NotASessionReadsNothingAndSaysSo) {

@@ -72,6 +72,9 @@ def _check_common(run, summary: dict, out: Path) -> tuple[Path, dict]:
             want = {f.stem: len(_csv(f)) for f in d.glob("*.csv")}
             assert by_name[d.name]["tables"] == want, d.name
     assert summary["rows_read"] == sum(sum(p["tables"].values()) for p in summary["processes"])
+    # every process ended normally and lost nothing (its own summary.json)
+    assert all(p["final"] is True for p in summary["processes"])
+    assert all(p["dropped"] == p["lost"] == 0 for p in summary["processes"])
 
     batch = _csv(ec / "batch_utilization.csv")
     steps = _one(summary["steps"], ec.name)
