@@ -195,9 +195,18 @@ Run load_run(const std::vector<std::string>& folders) {
       session = path.parent_path().string();
     }
     if (procs.empty()) {
-      run.warnings.push_back(arg +
-                             ": not a session folder (no <label>-<pid>/ process folder with "
-                             "tables in it); skipped");
+      // The output folder itself (PROFILEMATE_DIR)? Name its newest session.
+      std::string newest;
+      for (fs::directory_iterator it(path, ec), end; !ec && it != end; it.increment(ec)) {
+        if (!is_dir(it->path()) || !fs::exists(it->path() / "metadata.json")) continue;
+        const std::string n = it->path().filename().string();
+        if (n > newest) newest = n;
+      }
+      run.warnings.push_back(
+          arg + ": not a session folder (no <label>-<pid>/ process folder with tables in it)" +
+          (newest.empty() ? std::string()
+                          : "; it holds sessions, the newest is " + (path / newest).string()) +
+          "; skipped");
       continue;
     }
     if (std::find(run.sessions.begin(), run.sessions.end(), session) == run.sessions.end())

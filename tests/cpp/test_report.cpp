@@ -434,6 +434,17 @@ TEST(Report, NotASessionReadsNothingAndSaysSo) {
   EXPECT_NE(run.warnings[0].find("not a session folder"), std::string::npos);
 }
 
+TEST(Report, TheOutputFolderItselfNamesItsNewestSession) {
+  pmtest::TempDir tmp;
+  write_fixture(fs::path(tmp.path()) / "20260101-000000-h-1");
+  write_fixture(fs::path(tmp.path()) / "20260102-000000-h-2");
+  const ReportRun run = load_run({tmp.path()});
+  ASSERT_EQ(run.warnings.size(), 1u);
+  EXPECT_NE(run.warnings[0].find("the newest is " + tmp.path() + "/20260102-000000-h-2"),
+            std::string::npos)
+      << run.warnings[0];
+}
+
 TEST(Report, SeveralSessionsAreOneReportWithPrefixedProcessNames) {
   pmtest::TempDir tmp;
   write_fixture(fs::path(tmp.path()) / "a");
