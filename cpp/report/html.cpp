@@ -50,6 +50,12 @@ std::string axis_label(double v) {
   const double a = std::fabs(v);
   return num(v, a >= 100 ? 0 : a >= 10 ? 1 : a >= 1 ? 2 : 3);
 }
+// Enough decimals that ticks `step` apart print differently.
+std::string tick_label(double v, double step) {
+  if (!(step > 0)) return axis_label(v);
+  const int decimals = static_cast<int>(std::ceil(-std::log10(step)));
+  return num(v, std::clamp(decimals, 0, 6));
+}
 
 // Axes, ticks and labels of a plot area mapping [x0, x1] x [y0, y1].
 void axes(std::string& h, double x0, double x1, double y0, double y1, const std::string& xl,
@@ -61,11 +67,11 @@ void axes(std::string& h, double x0, double x1, double y0, double y1, const std:
   for (int i = 0; i <= 4; ++i) {
     const double fx = kL + (kW - kL - kR) * i / 4.0, fy = kH - kB - (kH - kT - kB) * i / 4.0;
     h += "<text x=\"" + num(fx, 1) + "\" y=\"" + num(kH - kB + 14, 0) +
-         "\" font-size=\"10\" text-anchor=\"middle\">" + axis_label(x0 + (x1 - x0) * i / 4.0) +
-         "</text>";
+         "\" font-size=\"10\" text-anchor=\"middle\">" +
+         tick_label(x0 + (x1 - x0) * i / 4.0, (x1 - x0) / 4.0) + "</text>";
     h += "<text x=\"" + num(kL - 4, 0) + "\" y=\"" + num(fy + 3, 1) +
-         "\" font-size=\"10\" text-anchor=\"end\">" + axis_label(y0 + (y1 - y0) * i / 4.0) +
-         "</text>";
+         "\" font-size=\"10\" text-anchor=\"end\">" +
+         tick_label(y0 + (y1 - y0) * i / 4.0, (y1 - y0) / 4.0) + "</text>";
     h += "<line x1=\"" + num(kL, 0) + "\" y1=\"" + num(fy, 1) + "\" x2=\"" + num(kW - kR, 0) +
          "\" y2=\"" + num(fy, 1) + "\" stroke=\"#eee\"/>";
   }
