@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The quick start's main job: set up (idempotent), then profile a short vLLM workload on a tiny
-# locally generated model with the CPU build of vLLM, and print what ran and what was measured.
+# locally generated model with the CPU build of vLLM, then report the run (`profilemate report`):
+# print its summary.txt and say where report.html is.
 # Extra arguments go to the workload (python -m profilemate.demo.workload --help).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -4,11 +4,13 @@
 #include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/string_view.h>
+#include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
 
 #include "profilemate/clock.hpp"
 #include "profilemate/engine.hpp"
 #include "profilemate/gpu_timer.hpp"
+#include "profilemate/report.hpp"
 #include "profilemate/version.hpp"
 #include "pyext/block_clock.hpp"
 #include "pyext/pyext.hpp"
@@ -157,6 +159,24 @@ NB_MODULE(_core, m) {
       .def_prop_ro("overflow", &pm::pyext::PyIdClock::overflow)
       .def_prop_ro("capacity", &pm::pyext::PyIdClock::capacity)
       .def_prop_ro("unsupported", &pm::pyext::PyIdClock::unsupported);
+
+  // The report (profilemate/report.hpp): reads session folders back, writes <out_dir>/summary.txt,
+  // summary.json and report.html.
+  m.def(
+      "report",
+      [](const std::vector<string>& folders, const string& out_dir) {
+        pm::ReportResult r;
+        {
+          nb::gil_scoped_release unlocked;
+          r = pm::write_report(folders, out_dir);
+        }
+        return std::make_tuple(r.out_dir, r.summary_text, r.warnings, r.tables_read, r.rows_read);
+      },
+      "folders"_a, "out_dir"_a = "",
+      "Report the session folders as one: writes summary.txt, summary.json and report.html to "
+      "out_dir ('' = <first session>/report). Returns (out_dir, summary text, warnings, tables "
+      "read, rows read); a file that cannot be read is a warning, an output folder that cannot "
+      "be written an OSError.");
 
   // Introspection.
   m.def("stats", &pm::pyext::stats_dict, "Counters as of the last drain cycle.");

@@ -174,5 +174,10 @@ class IdClock:
     @property
     def unsupported(self) -> int: ...
 
+def report(folders: Sequence[str], out_dir: str = '') -> tuple[str, str, list[str], int, int]:
+    """
+    Report the session folders as one: writes summary.txt, summary.json and report.html to out_dir ('' = <first session>/report). Returns (out_dir, summary text, warnings, tables read, rows read); a file that cannot be read is a warning, an output folder that cannot be written an OSError.
+    """
+
 def stats() -> dict:
     """Counters as of the last drain cycle."""

@@ -1,8 +1,11 @@
-"""``profilemate run | doctor``: the launcher and the diagnostics.
+"""``profilemate run | doctor | report``: the launcher, the diagnostics and the report.
 
 ``profilemate run [options] -- command ...`` puts the bootstrap folder first on PYTHONPATH, passes the
 options as PROFILEMATE_* variables and ``exec``s the command, so the command and every Python child it
 starts (vLLM's EngineCore and workers, spawned or forked) are profiled into one session.
+``profilemate report SESSION [SESSION ...]`` reads the session folders back (the C++ core does the
+work) and writes ``<session>/report/``: summary.txt (printed), summary.json, report.html and
+trace.json (every process's timeline in one file).
 """
 
 from __future__ import annotations
@@ -101,6 +104,34 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return 0 if report["ok"] else 1
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from profilemate import _core
+
+    try:
+        out_dir, text, warnings, tables, _rows = _core.report(
+            [str(Path(f).expanduser()) for f in args.folders], args.out or ""
+        )
+    except OSError as e:
+        print(f"profilemate report: {e}", file=sys.stderr)
+        return 1
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if tables == 0:
+        print(
+            "profilemate report: nothing readable in "
+            + ", ".join(args.folders)
+            + " (give a session folder: <PROFILEMATE_DIR>/<session id>/)",
+            file=sys.stderr,
+        )
+        return 1
+    if not args.quiet:
+        print(text, end="")
+    print(f"\nreport: {out_dir}/summary.txt, {out_dir}/summary.json")
+    print(f"charts: {out_dir}/report.html (one file, opens offline)")
+    print(f"timeline: {out_dir}/trace.json (every process; Perfetto UI or chrome://tracing)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="profilemate", description="Runtime profiler for vLLM.")
     p.add_argument("--version", action="version", version=f"profilemate {__version__}")
@@ -139,6 +170,16 @@ def build_parser() -> argparse.ArgumentParser:
     doc = sub.add_parser("doctor", help="what would be profiled here, and why not")
     doc.add_argument("--json", action="store_true", help="machine-readable output")
     doc.set_defaults(func=_cmd_doctor)
+
+    rep = sub.add_parser(
+        "report",
+        help="one report from every process of a run: summary.txt/json, report.html, trace.json",
+        usage="profilemate report [--out DIR] SESSION_DIR [MORE_SESSION_DIRS ...]",
+    )
+    rep.add_argument("folders", nargs="+", help="session folders (reported as one)")
+    rep.add_argument("--out", help="output folder (default: <first session>/report)")
+    rep.add_argument("--quiet", action="store_true", help="do not print summary.txt")
+    rep.set_defaults(func=_cmd_report)
     return p
 
 

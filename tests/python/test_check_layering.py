@@ -89,7 +89,13 @@ def test_fake_tree_without_violations_passes(tmp_path):
             "cpp/core/format.hpp:2: cpp/ must not mention vLLM",
         ),
         # A folder outside the layer table.
-        ("cpp/report/report.cpp", "int x;\n", "cpp/report/report.cpp:1: file in no layer"),
+        ("cpp/misc/util.cpp", "int x;\n", "cpp/misc/util.cpp:1: file in no layer"),
+        # The report (reads files back) reaching into the engine.
+        (
+            "cpp/report/load.cpp",
+            '#include "collector/pipeline.hpp"\n',
+            'cpp/report/load.cpp:1: report may not include "collector/pipeline.hpp"',
+        ),
         # hooks/ importing outside the standard library.
         (
             "src/profilemate/hooks/watchdog.py",

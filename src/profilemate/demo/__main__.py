@@ -3,8 +3,8 @@
     python -m profilemate.demo [--model dense|moe] [--dir OUT] [workload options ...]
 
 Runs ``profilemate run --dir OUT -- python -m profilemate.demo.workload ...`` (so the API,
-EngineCore and worker processes are all profiled exactly as a user's would be), then prints what
-vLLM did and what ProfileMate recorded in each process's folder.
+EngineCore and worker processes are all profiled exactly as a user's would be), then runs
+``profilemate report`` on the session: prints its summary.txt and says where report.html is.
 """
 
 from __future__ import annotations
@@ -127,8 +127,14 @@ def main(argv: list[str] | None = None) -> int:
     if not sessions:
         print(f"no session folder was written under {out_dir}", file=sys.stderr)
         return 1
-    summarize_session(sessions[-1])
-    return 0
+    session = sessions[-1]
+    from profilemate.cli import main as cli_main
+
+    print(f"\n$ profilemate report {session}", flush=True)
+    rc = cli_main(["report", str(session)])
+    if rc != 0:  # the report could read nothing: show what is in the folder
+        summarize_session(session)
+    return rc
 
 
 if __name__ == "__main__":
