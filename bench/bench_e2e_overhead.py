@@ -47,19 +47,28 @@ from pathlib import Path
 
 # name -> (tiny model, compile, KV cache MiB, prompts, prompt tokens, output tokens, max_num_seqs)
 CONFIGS = {
-    "dense-eager": ("dense", False, 64.0, 64, 64, 64, 64),
-    "dense-compiled": ("dense", True, 64.0, 64, 64, 64, 64),
-    "moe-eager": ("moe", False, 64.0, 64, 64, 64, 64),
-    "moe-compiled": ("moe", True, 64.0, 64, 64, 64, 64),
+    "dense-eager": ("dense", False, 64.0, 128, 64, 128, 64),
+    "dense-compiled": ("dense", True, 64.0, 128, 64, 128, 64),
+    "moe-eager": ("moe", False, 64.0, 128, 64, 128, 64),
+    "moe-compiled": ("moe", True, 64.0, 128, 64, 128, 64),
     # 1 MiB of KV cache (1 KiB per token on the tiny dense model): the scheduler must preempt.
     "dense-preempt": ("dense", False, 1.0, 64, 64, 128, 64),
 }
 DEFAULT_CONFIGS = "dense-eager,dense-compiled,moe-eager,moe-compiled,dense-preempt"
 
 
+_THREADS = 1
+
+
 def _clean_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PROFILEMATE")}
     env["VLLM_LOGGING_LEVEL"] = "WARNING"
+    if _THREADS:
+        # vLLM's CPU worker binds one spinning OpenMP thread per core by default; on a machine
+        # others share, one descheduled thread stalls the rest and a run takes several times as
+        # long. A fixed thread count without binding keeps the with/without runs comparable.
+        env["VLLM_CPU_OMP_THREADS_BIND"] = "nobind"
+        env["OMP_NUM_THREADS"] = str(_THREADS)
     return env
 
 
@@ -344,6 +353,7 @@ def _environment() -> dict:
         "vllm": vllm.__version__,
         "torch": torch.__version__,
         "command": " ".join(["bench/bench_e2e_overhead.py", *sys.argv[1:]]),
+        "engine_threads": _THREADS or "vLLM default (bound, one per core)",
     }
 
 
@@ -351,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--mode", choices=("both", "offline", "served"), default="both")
     ap.add_argument("--configs", default=DEFAULT_CONFIGS, help=f"of {', '.join(CONFIGS)}")
-    ap.add_argument("--pairs", type=int, default=5, help="offline pairs per set (after warm-up)")
+    ap.add_argument("--pairs", type=int, default=7, help="offline pairs per set (after warm-up)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed offline runs first")
     ap.add_argument("--num-prompts", type=int, default=0, help="override the prompt count")
     ap.add_argument(
@@ -365,6 +375,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--served-concurrency", type=int, default=16)
     ap.add_argument("--served-input-len", type=int, default=64)
     ap.add_argument("--served-output-len", type=int, default=64)
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads of the engine, unbound (0: vLLM's default, one bound thread per core)",
+    )
     ap.add_argument("--quick", action="store_true", help="<= 3 minutes: proves it still works")
     ap.add_argument("--json", default="", help="write every number here too")
     return ap
@@ -384,6 +400,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.add_argument("--out", required=True)
         return _child(ap.parse_args(argv[1:]))
     args = build_parser().parse_args(argv)
+    global _THREADS
+    _THREADS = args.threads
     if args.quick:
         args.configs, args.pairs, args.per_category, args.num_prompts = "dense-eager", 1, False, 16
         args.served_pairs, args.served_requests, args.served_concurrency = 1, 8, 4
