@@ -214,8 +214,8 @@ class _State:
             0.0,
         )  # _desc_values(desc): padded, descriptor reqs, uniform, lora
         self.action = ""  # set by the graph wrapper hooks during the forward
-        # (mode, (padded tokens, descriptor reqs, uniform, lora)) -> [replays, the usage row's
-        # values before the count]; bounded by the captured shapes. Keyed by plain numbers: vLLM's
+        # (mode, (padded tokens, descriptor reqs, uniform, lora)) -> the usage row's values, the
+        # replays so far last; bounded by the captured shapes. Keyed by plain numbers: vLLM's
         # descriptors are dataclasses whose hash and __eq__ run in Python (~1 us per lookup).
         self.replays: dict = {}
 
@@ -299,13 +299,13 @@ def _usage_writer(ctx):
     def write(s, step) -> None:
         # The key holds plain numbers (dvals: floats; a missing descriptor count is the module's
         # one NAN object, and a tuple compares its items by identity first, so equal descriptors
-        # give equal keys); the value: [replays so far, the row's values before the count].
+        # give equal keys); the value: the usage row's values, the replays so far last.
         key = (s.mode, s.dvals)
-        entry = s.replays.get(key)
-        if entry is None:
-            entry = s.replays[key] = [0, (ids[s.mode], *s.dvals)]
-        entry[0] += 1
-        record(usage, name, 0, 0, step, 0, (*entry[1], float(entry[0])), None)
+        row = s.replays.get(key)
+        if row is None:
+            row = s.replays[key] = [ids[s.mode], *s.dvals, 0.0]
+        row[-1] += 1.0  # the running count is the row's last value: the list goes as it is
+        record(usage, name, 0, 0, step, 0, row, None)
 
     return write
 
