@@ -77,6 +77,9 @@ NB_MODULE(_core, m) {
         "ncols"_a, "values"_a, "ctx"_a = 0u,
         "Record len(values) // ncols instant rows (values flat, row after row; ncols 1..16) in "
         "one call; ts_ns 0 = now. Returns the number of rows recorded.");
+  m.def("count_zero", &pm::pyext::count_zero_py, "values"_a,
+        "How many items of a tuple or list equal 0: a per-request count (e.g. requests with no "
+        "output token yet) taken without a Python loop over the batch.");
   m.def("record_counter", &pm::record_counter, "table"_a, "name"_a, "ts_ns"_a, "value"_a,
         "step"_a = int64_t{-1}, "ctx"_a = 0u, "Record a counter sample (value lands in a0).");
 

@@ -33,6 +33,8 @@ void record_row_py(std::uint32_t table, std::uint32_t name, std::int64_t ts_ns, 
 std::size_t record_rows_py(std::uint32_t table, std::uint32_t name, std::int64_t ts_ns,
                            std::int64_t step, int ncols, nanobind::handle values,
                            std::uint32_t ctx);
+// How many items of a tuple or list equal 0 (exact ints checked without a Python call).
+std::size_t count_zero_py(nanobind::handle values);
 
 // profilemate::OsError -> OSError(errno, message, path); other exceptions pass through.
 void translate_errors(const std::exception_ptr& p, void*);

@@ -2,6 +2,8 @@
 // request, a batch of evictions), with up to kMaxRowValues values each, in one call. The values
 // come as a tuple or list (None = NaN); record_rows loops over many rows here, in C++, so a hook
 // hands a whole step's worth of rows over in one crossing.
+// count_zero: how many items of a list/tuple equal 0 -- a per-request count a hook needs every step
+// (requests still in their prompt), done here rather than by a Python loop over the batch.
 #include <Python.h>
 
 #include <limits>
@@ -94,6 +96,43 @@ std::size_t record_rows_py(std::uint32_t table, std::uint32_t name, std::int64_t
     ++rows;
   }
   return rows;
+}
+
+namespace {
+
+// 1 when v is the int 0, 0 when it is another int, -1 when it is not an exact int.
+int exact_int_is_zero(PyObject* v) {
+  if (!PyLong_CheckExact(v)) return -1;
+#if PY_VERSION_HEX >= 0x030C0000
+  return PyUnstable_Long_IsCompact(reinterpret_cast<PyLongObject*>(v)) &&
+         PyUnstable_Long_CompactValue(reinterpret_cast<PyLongObject*>(v)) == 0;
+#else
+  return Py_SIZE(v) == 0;  // 3.11 and older: the sign-and-size field is 0 for the int 0 only
+#endif
+}
+
+}  // namespace
+
+std::size_t count_zero_py(nb::handle values) {
+  FastSeq seq(values);
+  const Py_ssize_t n = seq.size();
+  PyObject** items = seq.items();
+  PyObject* zero = nullptr;  // made only for items that are not exact ints (numpy ints, floats)
+  std::size_t count = 0;
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    int z = exact_int_is_zero(items[i]);
+    if (z < 0) {
+      if (zero == nullptr && (zero = PyLong_FromLong(0)) == nullptr) throw nb::python_error();
+      z = PyObject_RichCompareBool(items[i], zero, Py_EQ);
+      if (z < 0) {
+        Py_DECREF(zero);
+        throw nb::python_error();
+      }
+    }
+    count += static_cast<std::size_t>(z);
+  }
+  Py_XDECREF(zero);
+  return count;
 }
 
 }  // namespace profilemate::pyext

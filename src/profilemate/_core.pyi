@@ -70,6 +70,11 @@ def record_rows(table: int, name: int, ts_ns: int, step: int, ncols: int, values
     Record len(values) // ncols instant rows (values flat, row after row; ncols 1..16) in one call; ts_ns 0 = now. Returns the number of rows recorded.
     """
 
+def count_zero(values: object) -> int:
+    """
+    How many items of a tuple or list equal 0: a per-request count (e.g. requests with no output token yet) taken without a Python loop over the batch.
+    """
+
 def record_counter(table: int, name: int, ts_ns: int, value: float, step: int = -1, ctx: int = 0) -> None:
     """Record a counter sample (value lands in a0)."""
 

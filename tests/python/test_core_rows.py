@@ -129,3 +129,24 @@ def test_text_travels_in_the_row_not_the_interner(tmp_path):
     assert rows[0] == ["1", "3", 'req-1,"q"']
     assert rows[1][2] == "a" + "ü" * 55  # cut on a character boundary
     assert rows[2][1:] == ["9", "cmpl-abc-0"]
+
+
+def test_count_zero_equals_list_count():
+    """count_zero is list.count(0) without a Python loop: exact ints, big ints, floats, bools,
+    numpy ints; tuples and lists; anything else is a TypeError."""
+    import numpy as np
+
+    cases = [
+        [],
+        [0],
+        [1, 2, 3],
+        [0, 1, 0, 0, 5],
+        [2**70, -(2**70), 0, -1],
+        [0.0, 1.5, True, False, np.int64(0), np.int32(3)],
+        list(range(-3, 300)),
+    ]
+    for values in cases:
+        assert _core.count_zero(values) == values.count(0)
+        assert _core.count_zero(tuple(values)) == values.count(0)
+    with pytest.raises(TypeError):
+        _core.count_zero(5)

@@ -19,9 +19,7 @@ What is checked: the probe's captures (CSV rows) are exactly the entries the wra
 counts, one record per forward however many piecewise wrappers run, nothing on NONE or on a mode
 that is not the wrapper's, and vLLM's runnable runs exactly once per forward.
 
-V2's ``CudaGraphManager`` / ``ModelCudaGraphManager`` are not driven here: building one needs vLLM's
-distributed groups (``get_pp_group()``) and ``ModelCudaGraphManager.capture`` a loaded model, its
-input buffers, block tables and attention groups; see the note at the end of this file.
+V2's ``CudaGraphManager`` and ``dispatch_cg_and_sync_dp`` are driven in test_probe_cuda_graph_v2.py.
 """
 
 from __future__ import annotations
@@ -277,10 +275,3 @@ def test_a_capture_that_raises_leaves_no_record(env, monkeypatch):
     assert fw.actions[-1][2] == "" and _captures(core) == []
     fw(FULL, BatchDescriptor(num_tokens=4))
     assert fw.actions[-1][2] == "capture" and len(_captures(core)) == 1
-
-
-# V2 (v1/worker/gpu/cudagraph_utils.py): CudaGraphManager.__init__ reads get_pp_group() (vLLM's
-# distributed state) and its capture() runs inside graph_capture(device=...) with CUDA streams;
-# ModelCudaGraphManager.capture needs the model, its ModelState, InputBuffers, BlockTables and
-# attention groups. Without a GPU that is a model runner's worth of set-up, so the V2 hooks are not
-# unit-tested against the real classes here.

@@ -20,8 +20,12 @@ running replay count of its descriptor: the last row of a descriptor is its tota
   counts one event per forward. ``__call__`` is plain Python called by the split graph module that
   the compile backend returned (or around the whole model, FULL): it is never traced by Dynamo.
 - **V2** (``v1/worker/gpu/``): FULL graphs bypass ``CUDAGraphWrapper``: ``CudaGraphManager.run_fullgraph(desc)``
-  replays, ``ModelCudaGraphManager.capture`` fills ``self.graphs`` (diffed around the call);
-  the decision is ``dp_utils.dispatch_cg_and_sync_dp`` (imported by name into the model runner).
+  replays, ``CudaGraphManager.capture`` (called by ``ModelCudaGraphManager.capture`` and the
+  drafters' managers through ``super()``) fills ``self.graphs`` with the FULL graphs (diffed around
+  the call; PIECEWISE captures go through ``CUDAGraphWrapper``); the decision is
+  ``dp_utils.dispatch_cg_and_sync_dp`` (imported by name into the model runner), its eager reason
+  ``eager_reason_v2``. V2's ``BatchExecutionDescriptor`` has ``uniform_token_count`` for uniform
+  decode graphs (no ``uniform``) and ``num_active_loras`` (no ``has_lora``).
 - **BreakableCUDAGraphWrapper** (``compilation/breakable_cudagraph.py``): ``_capture`` / ``_replay``.
 
 Eager reasons follow vLLM's own order (``CudagraphDispatcher.dispatch`` and its caller): see
@@ -179,12 +183,17 @@ def _desc_values(desc, unpadded):
         )
     except AttributeError:
         pass
+    # V2's BatchExecutionDescriptor: uniform decode graphs carry uniform_token_count (the query
+    # length of every request), LoRA graphs num_active_loras; no `uniform` / `has_lora`.
     padded = getattr(desc, "num_tokens", unpadded)
     reqs = getattr(desc, "num_reqs", None)
+    uniform = getattr(desc, "uniform", None)
+    if uniform is None:
+        uniform = getattr(desc, "uniform_token_count", None) is not None
     return (
         float(padded),
         NAN if reqs is None else float(reqs),
-        1.0 if getattr(desc, "uniform", False) else 0.0,
+        1.0 if uniform else 0.0,
         1.0 if getattr(desc, "has_lora", False) or getattr(desc, "num_active_loras", 0) else 0.0,
     )
 
@@ -205,9 +214,9 @@ class _State:
             0.0,
         )  # _desc_values(desc): padded, descriptor reqs, uniform, lora
         self.action = ""  # set by the graph wrapper hooks during the forward
-        # (mode, padded tokens, descriptor reqs, uniform, lora) -> replays; bounded by the captured
-        # shapes. Keyed by plain numbers: vLLM's descriptors are dataclasses whose hash and __eq__
-        # run in Python (~1 us per dict lookup).
+        # (mode, (padded tokens, descriptor reqs, uniform, lora)) -> the usage row's values, the
+        # replays so far last; bounded by the captured shapes. Keyed by plain numbers: vLLM's
+        # descriptors are dataclasses whose hash and __eq__ run in Python (~1 us per lookup).
         self.replays: dict = {}
 
     def set_forward(self, mode: str, desc, unpadded: int, num_reqs: int) -> None:
@@ -218,14 +227,6 @@ class _State:
         self.dvals = _desc_values(desc, unpadded)
         self.action = ""
         self.reason = ""
-
-    def count_replay(self) -> int:
-        # dvals holds floats only; a missing descriptor count is the module's one NAN object, and
-        # a tuple compares its items by identity first, so equal descriptors give equal keys.
-        key = (self.mode, self.dvals)
-        n = self.replays.get(key, 0) + 1
-        self.replays[key] = n
-        return n
 
 
 _state = _State()
@@ -260,55 +261,67 @@ def determine_hooks(ctx) -> Hooks:
     return Hooks(after=after)
 
 
-def _interner(ctx):
-    """intern(text) -> id with a local cache (one dict lookup on the hot path)."""
-    memo: dict = {"": 0}
-    slow = ctx.intern
+class _Ids(dict):
+    """text -> its interned id as a float (the row's value): one dict subscript on the hot path."""
 
-    def intern(text: str) -> int:
-        i = memo.get(text)
-        if i is None:
-            i = memo[text] = slow(text)
+    def __init__(self, ctx) -> None:
+        super().__init__()
+        self._intern = ctx.intern
+        for text in ("", "NONE", "FULL", "PIECEWISE", "replay", "capture", "eager"):
+            self[text]  # noqa: B018 (interned up front)
+
+    def __missing__(self, text: str) -> float:
+        i = self[text] = float(self._intern(text))
         return i
 
-    intern.memo = memo  # for inline lookups: memo.get(text) or intern(text)
-    return intern
+
+def _interner(ctx):
+    """intern(text) -> id (an int), cached (the capture rows' path)."""
+    ids = _Ids(ctx)
+    return lambda text: int(ids[text])
 
 
-def _row_values(intern, s):
+def _row_values(ids, s):
+    """The timeline row's values (TIMELINE's a-columns in order)."""
     action = s.action or ("eager" if s.mode == "NONE" else "")
     padded, desc_reqs, uniform, lora = s.dvals
-    ids = intern.memo
-    return (
-        float(ids.get(s.mode) or intern(s.mode)),
-        float(ids.get(s.reason) or intern(s.reason)),
-        float(ids.get(action) or intern(action)),
-        float(s.unpadded),
-        padded,
-        float(s.num_reqs),
-        uniform,
-        lora,
-        desc_reqs,
-    )
+    return (ids[s.mode], ids[s.reason], ids[action], float(s.unpadded), padded,
+            float(s.num_reqs), uniform, lora, desc_reqs)  # fmt: skip
 
 
-def _usage_row(rec, usage, name, intern, s, step) -> None:
-    rec.row(usage, name, step, (float(intern(s.mode)), *s.dvals, float(s.count_replay())))
+def _usage_writer(ctx):
+    """usage(s, step): the usage row of a replayed forward, with its descriptor's running count."""
+    record = ctx.recorder._core.record_row
+    usage = ctx.table_id(USAGE)
+    name = ctx.intern("replay")
+    ids = _Ids(ctx)
+
+    def write(s, step) -> None:
+        # The key holds plain numbers (dvals: floats; a missing descriptor count is the module's
+        # one NAN object, and a tuple compares its items by identity first, so equal descriptors
+        # give equal keys); the value: the usage row's values, the replays so far last.
+        key = (s.mode, s.dvals)
+        row = s.replays.get(key)
+        if row is None:
+            row = s.replays[key] = [ids[s.mode], *s.dvals, 0.0]
+        row[-1] += 1.0  # the running count is the row's last value: the list goes as it is
+        record(usage, name, 0, 0, step, 0, row, None)
+
+    return write
 
 
 def model_forward_hooks(ctx) -> Hooks:
     """V1 _model_forward: the timeline row (and the usage row of a replay). The forward's state was
     reset by the dispatch hook (_determine_batch_execution_and_padding runs first, every forward)."""
-    intern = _interner(ctx)
-    usage = ctx.table_id(USAGE)
-    name = ctx.intern("replay")
-    rec = ctx.recorder
+    ids = _Ids(ctx)
+    usage = _usage_writer(ctx)
+    current_step = ctx.recorder.current_step
 
     def after(result, self):
         s = _state
         if s.action == "replay":
-            _usage_row(rec, usage, name, intern, s, rec.current_step())
-        return _row_values(intern, s)
+            usage(s, current_step())
+        return _row_values(ids, s)
 
     return Hooks(after=after)
 
@@ -426,27 +439,69 @@ def v2_run_fullgraph_hooks(ctx) -> Hooks:
     return Hooks(before=before)
 
 
+def eager_reason_v2(
+    manager,
+    num_reqs,
+    num_tokens,
+    mode,
+    *,
+    uniform_token_count=None,
+    num_active_loras=0,
+    max_query_len=None,
+    need_eager=False,
+    dp_size=1,
+    static_graphs=None,
+) -> str:
+    """Why V2's ``dispatch_cg_and_sync_dp`` answered NONE ("" when it did not).
+
+    vLLM 0.32.0, ``v1/worker/gpu/dp_utils.py: dispatch_cg_and_sync_dp`` then
+    ``cudagraph_utils.py: CudaGraphManager.dispatch``, in their order: ``need_eager`` (profile run,
+    or an encoder-decoder step with encoder inputs); no manager or its mode NONE (no candidates);
+    graphs not captured yet; no tokens; then no candidate for the token count (above the largest
+    capture size) or none compatible. With DP, a NONE the manager alone would not have given is the
+    ranks' agreement (``sync_cudagraph_and_dp_padding``): the manager is asked again -- dispatch
+    reads state only.
+    """
+    if _mode_name(mode) != "NONE":
+        return ""
+    if static_graphs is None:
+        static_graphs = _static_graphs_supported()
+    if not static_graphs:
+        return NO_STATIC_GRAPHS
+    if need_eager:
+        return V2_NEED_EAGER
+    if manager is None or _mode_name(manager.cudagraph_mode) == "NONE":
+        return MODE_NONE
+    if not manager._graphs_captured:
+        return V2_NOT_CAPTURED
+    if num_tokens == 0:
+        return V2_ZERO
+    if dp_size > 1:
+        alone = manager.dispatch(num_reqs, num_tokens, uniform_token_count, num_active_loras,
+                                 max_query_len=max_query_len)  # fmt: skip
+        if _mode_name(alone.cg_mode) != "NONE":
+            return DP_EAGER
+    max_size = manager.compilation_config.max_cudagraph_capture_size
+    if max_size is not None and num_tokens > max_size:
+        return ABOVE_MAX
+    return NO_GRAPH
+
+
 def v2_dispatch_hooks(ctx) -> Hooks:
     """dispatch_cg_and_sync_dp: the V2 decision, with the reason when it is eager."""
 
-    def after(result, cudagraph_manager, num_reqs, num_tokens, need_eager):
+    def after(result, cudagraph_manager, num_reqs, num_tokens, uniform_token_count, dp_size,
+              max_query_len, need_eager, num_active_loras):  # fmt: skip
         desc = result[0]
         s = _state
         s.set_forward(_mode_name(desc.cg_mode), desc, num_tokens, num_reqs)
         if s.mode != "NONE":
-            s.reason = ""
-        elif not _static_graphs_supported():
-            s.reason = NO_STATIC_GRAPHS
-        elif need_eager:
-            s.reason = V2_NEED_EAGER
-        elif cudagraph_manager is None or _mode_name(cudagraph_manager.cudagraph_mode) == "NONE":
-            s.reason = MODE_NONE
-        elif not cudagraph_manager._graphs_captured:
-            s.reason = V2_NOT_CAPTURED
-        elif num_tokens == 0:
-            s.reason = V2_ZERO
-        else:
-            s.reason = NO_GRAPH
+            return
+        s.reason = eager_reason_v2(
+            cudagraph_manager, num_reqs, num_tokens, desc.cg_mode,
+            uniform_token_count=uniform_token_count, num_active_loras=num_active_loras,
+            max_query_len=max_query_len, need_eager=need_eager, dp_size=dp_size,
+        )  # fmt: skip
 
     return Hooks(after=after)
 
@@ -454,12 +509,11 @@ def v2_dispatch_hooks(ctx) -> Hooks:
 def v2_execute_model_hooks(ctx) -> Hooks:
     """V2 execute_model: the forward's timeline row (no _model_forward in V2) and the usage row of
     a replay; dummy runs skipped."""
-    intern = _interner(ctx)
+    ids = _Ids(ctx)
+    usage_row = _usage_writer(ctx)
     rec = ctx.recorder
     table = ctx.table_id(TIMELINE)
-    usage = ctx.table_id(USAGE)
     name = ctx.intern("forward")
-    replay = ctx.intern("replay")
     t0 = [0]
 
     def before(self, dummy_run):
@@ -473,8 +527,8 @@ def v2_execute_model_hooks(ctx) -> Hooks:
             return
         step = rec.current_step()
         if s.action == "replay":
-            _usage_row(rec, usage, replay, intern, s, step)
-        rec.row(table, name, step, _row_values(intern, s), ts_ns=t0[0], dur_ns=rec.now_ns() - t0[0])
+            usage_row(s, step)
+        rec.row(table, name, step, _row_values(ids, s), ts_ns=t0[0], dur_ns=rec.now_ns() - t0[0])
 
     return Hooks(before, after)
 
@@ -512,8 +566,9 @@ TARGETS = (
            rebind=True, roles=WORKER, note="V2 decision (imported by name into the model runner)"),
     Target(V2 + "cudagraph_utils:CudaGraphManager.run_fullgraph", "replay", None,
            hooks=v2_run_fullgraph_hooks, roles=WORKER, note="V2 FULL replay (bypasses CUDAGraphWrapper)"),
-    Target(V2 + "cudagraph_utils:ModelCudaGraphManager.capture", "capture", None,
-           hooks=v2_capture_hooks, roles=WORKER, note="V2 captures: descriptors added to self.graphs"),
+    Target(V2 + "cudagraph_utils:CudaGraphManager.capture", "capture", None,
+           hooks=v2_capture_hooks, roles=WORKER,
+           note="V2 FULL captures (model and drafter managers): descriptors added to self.graphs"),
     Target(V2 + "model_runner:GPUModelRunner.execute_model", "forward", None,
            hooks=v2_execute_model_hooks, roles=WORKER, note="V2 timeline row per forward"),
 )  # fmt: skip

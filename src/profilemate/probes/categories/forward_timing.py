@@ -50,21 +50,36 @@ FORWARD = Table(
 TABLES = (FORWARD,)
 
 GPU_SLOT = 4  # values[4] = a4 = gpu_time_ms
+NAN = float("nan")
 
 
-def phase_of(scheduler_output) -> tuple[str, int, int]:
-    """(phase, requests, tokens) of a SchedulerOutput, as vLLM's compute_iteration_details splits it."""
-    num_reqs = len(scheduler_output.num_scheduled_tokens)
+def _list_count_zero(values) -> int:
+    return values.count(0)
+
+
+def count_zero_of(core):
+    """The core's ``count_zero`` (a C loop without a Python call per item), or a Python one."""
+    return getattr(core, "count_zero", None) or _list_count_zero
+
+
+def context_count(scheduler_output, count_zero=_list_count_zero) -> int:
+    """Requests of the step in their context (prefill) phase: new in the step, or cached with no
+    output token yet (``CachedRequestData.num_output_tokens == 0``)."""
     outputs = scheduler_output.scheduled_cached_reqs.num_output_tokens
     context = len(scheduler_output.scheduled_new_reqs)
-    if not all(outputs):  # all(): truth tests only, ~2x faster than count(0) in steady decode
-        context += outputs.count(0)
+    return context + count_zero(outputs) if outputs else context
+
+
+def phase_name(context: int, num_reqs: int) -> str:
     if context == 0:
-        phase = "decode"
-    elif context >= num_reqs:
-        phase = "prefill"
-    else:
-        phase = "mixed"
+        return "decode"
+    return "prefill" if context >= num_reqs else "mixed"
+
+
+def phase_of(scheduler_output, count_zero=_list_count_zero) -> tuple[str, int, int]:
+    """(phase, requests, tokens) of a SchedulerOutput, as vLLM's compute_iteration_details splits it."""
+    num_reqs = len(scheduler_output.num_scheduled_tokens)
+    phase = phase_name(context_count(scheduler_output, count_zero), num_reqs)
     return phase, num_reqs, scheduler_output.total_num_scheduled_tokens
 
 
@@ -127,27 +142,68 @@ def _stream_reader(core):
     return lambda: raw(device)
 
 
-# The worker's step being executed: (step, phase, requests, tokens), set by execute_model's hook.
-_pending = [(-1, None, 0, 0)]
+# The worker's step being executed: (step, requests in their context phase, requests, tokens),
+# set by execute_model's hook; the phase is named by the forward's hook (phase_name).
+_pending = [(-1, 0, 0, 0)]
 
 
 def execute_model_hooks(ctx) -> Hooks:
+    count_zero = count_zero_of(ctx.recorder._core)
+    step_attr = steps.STEP_ATTR
+
     def before(scheduler_output):
-        phase, reqs, tokens = phase_of(scheduler_output)
-        _pending[0] = (steps.of(scheduler_output), phase, reqs, tokens)
+        so = scheduler_output
+        outputs = so.scheduled_cached_reqs.num_output_tokens
+        context = len(so.scheduled_new_reqs)
+        if outputs:
+            context += count_zero(outputs)
+        _pending[0] = (
+            getattr(so, step_attr, -1),  # steps.of(), inlined
+            context,
+            len(so.num_scheduled_tokens),
+            so.total_num_scheduled_tokens,
+        )
 
     return Hooks(before=before)
 
 
 def model_forward_hooks(ctx) -> Hooks:
-    b = _Bracket(ctx)
+    core = ctx.recorder._core
+    stream = _stream_reader(core)
+    if stream is not None:  # device events: the bracket and the GPU timer
+        b = _Bracket(ctx)
+
+        def before(self):
+            b.begin()
+
+        def after(result, self):
+            step, context, reqs, tokens = _pending[0]
+            b.end(step, "serve", phase_name(context, reqs), reqs, tokens)
+
+        return Hooks(before, after)
+
+    # No device time (the CPU build): the row is written at once, with one C++ call and no
+    # Python call in between -- the same row gpu_timer_end(-1, ...) writes, gpu_time_ms NaN.
+    now = core.now_ns
+    record = core.record_row
+    table = ctx.table_id(FORWARD)
+    name = ctx.intern(ctx.target.operation)
+    serve = float(ctx.intern("serve"))
+    decode, prefill, mixed = (float(ctx.intern(p)) for p in ("decode", "prefill", "mixed"))
+    t0 = [0]
 
     def before(self):
-        b.begin()
+        t0[0] = now()
 
     def after(result, self):
-        step, phase, reqs, tokens = _pending[0]
-        b.end(step, "serve", phase, reqs, tokens)
+        t1 = now()
+        start = t0[0]
+        dur = t1 - start
+        step, context, reqs, tokens = _pending[0]
+        phase = decode if not context else (prefill if context >= reqs else mixed)
+        rate = tokens * 1e9 / dur if dur > 0 else NAN
+        record(table, name, start, dur, step, 0,
+               (serve, phase, float(reqs), float(tokens), None, rate), None)  # fmt: skip
 
     return Hooks(before, after)
 
@@ -170,6 +226,7 @@ def dummy_run_hooks(ctx) -> Hooks:
 
 def v2_execute_model_hooks(ctx) -> Hooks:
     b = _Bracket(ctx)
+    count_zero = count_zero_of(ctx.recorder._core)
 
     def before(self, scheduler_output, dummy_run, is_profile):
         b.begin()
@@ -184,7 +241,7 @@ def v2_execute_model_hooks(ctx) -> Hooks:
                 scheduler_output.total_num_scheduled_tokens,
             )
             return
-        phase, reqs, tokens = phase_of(scheduler_output)
+        phase, reqs, tokens = phase_of(scheduler_output, count_zero)
         if tokens:
             b.end(steps.of(scheduler_output), "serve", phase, reqs, tokens)
 
