@@ -10,7 +10,7 @@ warm-up, then ``--pairs`` pairs of the same fixed workload (fixed seed, prompt a
 registry with every probe of the chosen categories applied; "without" is the same engine after the
 registry removed every wrapper (``deactivate``: the original functions are back, nothing skipped).
 Per pair: generated tokens/s of each run and the ratio with/without. After the all-probes set, one
-set per category with only that category on (``--per-category``, first configuration), so a costly
+set per category with only that category on (``--per-category``, dense and MoE eager), so a costly
 probe can be found.
 
 **Served** (``--mode served``). vLLM's OpenAI server (``python -m vllm.entrypoints.openai.api_server``;
@@ -204,7 +204,7 @@ def _format_set(config: str, s: dict) -> str:
 
 def offline(args: argparse.Namespace, work: Path) -> list[dict]:
     results = []
-    for i, name in enumerate(c for c in args.configs.split(",") if c):
+    for name in (c for c in args.configs.split(",") if c):
         if name not in CONFIGS:
             raise SystemExit(f"unknown configuration {name!r}; known: {', '.join(CONFIGS)}")
         out = work / f"offline-{name}.json"
@@ -212,7 +212,7 @@ def offline(args: argparse.Namespace, work: Path) -> list[dict]:
                "--warmup", str(args.warmup), "--out", str(out)]  # fmt: skip
         if args.num_prompts:
             cmd += ["--num-prompts", str(args.num_prompts)]
-        if args.per_category and i == 0:
+        if args.per_category and name in args.per_category_configs.split(","):
             cmd.append("--per-category")
         subprocess.run(cmd, env=_clean_env(), check=True)
         results.append(json.loads(out.read_text()))
@@ -339,6 +339,61 @@ def served(args: argparse.Namespace, work: Path) -> dict:
     }
 
 
+# ---------------------------------------------------------------- tables for docs/PERFORMANCE.md
+
+
+def markdown(result: dict) -> str:
+    """The results as the markdown tables docs/PERFORMANCE.md shows (every pair's numbers)."""
+    env = result["environment"]
+    out = [
+        f"{env['date']}; {env['machine']}; Python {env['python']}, vLLM {env['vllm']}, "
+        f"torch {env['torch']}; engine threads: {env.get('engine_threads', '?')}",
+        f"`{env['command']}`",
+        "",
+    ]
+    if result.get("offline"):
+        out += [
+            "| configuration | probes on | targets | ratio with/without: median (min..max) "
+            "| every pair: without → with tok/s |",
+            "|---|---|---|---|---|",
+        ]
+        for cfg in result["offline"]:
+            for s in cfg["sets"]:
+                r = s["ratio"]
+                pairs = ", ".join(
+                    f"{p['without_tok_s']:.0f}→{p['with_tok_s']:.0f}" for p in s["pairs"]
+                )
+                out.append(
+                    f"| {cfg['config']} | {s['categories']} | {s['targets_applied']} | "
+                    f"**{r['median']:.3f}** ({r['min']:.3f}..{r['max']:.3f}) | {pairs} |"
+                )
+        out.append("")
+        out.append(
+            "vLLM's own preemption count during the forced-preemption runs: "
+            + ", ".join(
+                f"{c['config']} {c['vllm_preemptions']}"
+                for c in result["offline"]
+                if "preempt" in c["config"]
+            )
+        )
+        out.append("")
+    if result.get("served"):
+        sv = result["served"]
+        out += [
+            f"Served: {sv['requests']} requests, concurrency {sv['concurrency']}, "
+            f"{sv['input_len']} prompt / {sv['output_len']} output tokens (random dataset, seed 0).",
+            "",
+            "| metric | ratio with/without: median (min..max) | every pair: without → with |",
+            "|---|---|---|",
+        ]
+        for k, r in sv["ratio"].items():
+            pairs = ", ".join(f"{p['without'][k]:.2f}→{p['with'][k]:.2f}" for p in sv["pairs"])
+            out.append(
+                f"| {k} | **{r['median']:.3f}** ({r['min']:.3f}..{r['max']:.3f}) | {pairs} |"
+            )
+    return "\n".join(out)
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -368,8 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--per-category",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="one pair set per category (first configuration)",
+        help="also one pair set per category, on the --per-category-configs",
     )
+    ap.add_argument("--per-category-configs", default="dense-eager,moe-eager")
     ap.add_argument("--served-pairs", type=int, default=3)
     ap.add_argument("--served-requests", type=int, default=64)
     ap.add_argument("--served-concurrency", type=int, default=16)
@@ -390,6 +446,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["_client"]:
         return _client(argv[1:])
+    if argv[:1] == ["_table"]:  # the markdown tables of a --json file
+        print(markdown(json.loads(Path(argv[1]).read_text())))
+        return 0
     if argv[:1] == ["_child"]:
         ap = argparse.ArgumentParser()
         ap.add_argument("--config", required=True, choices=sorted(CONFIGS))
