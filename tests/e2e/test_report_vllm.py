@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from . import headless
 from .workloads import DENSE, PREEMPT
 
 pytestmark = pytest.mark.vllm
@@ -199,3 +200,22 @@ def test_report_of_the_dense_run_and_its_html_is_self_contained(vllm_run, tmp_pa
     assert all(t.count("<tr>") == 11 for t in tables.values())  # a header and 10 requests
     for s in summary["slow_requests"]["by_e2e"]:
         assert f"<td>{s['request_id']}</td>" in tables["e2e"]
+
+
+def test_report_html_of_a_real_run_in_headless_chromium(vllm_run, tmp_path):
+    """report.html of the profiled dense run in real headless Chromium: no network request of any
+    kind (DevTools and a proxy both watch), no console message, and every chart drew its data."""
+    run = vllm_run(*DENSE, profile=True)
+    _report(run.session_dir, tmp_path / "report")
+    html = tmp_path / "report" / "report.html"
+    visit = headless.visit(html)
+    assert headless.problems(visit, chart_ids=("kv-", "batch-", "fwd-")) == []
+    # what drew is what the HTML declares: 3 data series (KV usage, running requests, scheduled
+    # tokens) and every forward-time bar, each with a rendered area
+    charts = [c for c in visit.charts if c["cls"] == "chart"]
+    lines = [line for c in charts for line in c["lines"]]
+    declared = [int(n) for n in re.findall(r'class="series" data-points="(\d+)"', html.read_text())]
+    assert [line["points"] for line in lines] == declared and len(declared) == 3
+    bars = [b for c in charts for b in c["bars"]]
+    assert len(bars) == html.read_text().count('<rect class="bar"') > 0
+    assert all(b["width"] > 0 for b in bars) and any(b["height"] > 0 for b in bars)
