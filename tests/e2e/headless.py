@@ -217,7 +217,10 @@ def visit(html: Path, settle_s: float = 1.0, timeout_s: float = 120.0) -> PageVi
     to_chrome_r, to_chrome_w = (_high_fd(fd) for fd in os.pipe())
     from_chrome_r, from_chrome_w = (_high_fd(fd) for fd in os.pipe())
 
-    with tempfile.TemporaryDirectory(prefix="pm-chromium-") as profile:
+    with (
+        tempfile.TemporaryDirectory(prefix="pm-chromium-") as profile,
+        tempfile.TemporaryFile() as log,
+    ):
         proc = subprocess.Popen(
             [  # Chromium reads commands on fd 3 and writes answers on fd 4
                 "bash",
@@ -235,14 +238,19 @@ def visit(html: Path, settle_s: float = 1.0, timeout_s: float = 120.0) -> PageVi
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=log,
             pass_fds=(to_chrome_r, from_chrome_w),
         )
         os.close(to_chrome_r)
         os.close(from_chrome_w)
         cdp = _Pipe(to_chrome_w, from_chrome_r)
         try:
-            target = cdp.call("Target.createTarget", {"url": "about:blank"})["targetId"]
+            try:
+                target = cdp.call("Target.createTarget", {"url": "about:blank"})["targetId"]
+            except (OSError, RuntimeError, TimeoutError) as e:
+                log.seek(0)
+                tail = log.read().decode(errors="replace")[-3000:]
+                raise RuntimeError(f"Chromium did not start ({e}); its stderr:\n{tail}") from e
             sid = cdp.call("Target.attachToTarget", {"targetId": target, "flatten": True})[
                 "sessionId"
             ]
