@@ -71,10 +71,11 @@ JSON.stringify(Array.from(document.querySelectorAll('svg')).map(svg => {
   const lines = Array.from(svg.querySelectorAll('polyline.series')).map(p => ({
     points: p.points.numberOfItems, length: p.getTotalLength(),
     declared: Number(p.getAttribute('data-points'))}));
-  const bars = Array.from(svg.querySelectorAll('rect.bar')).map(r => r.getBBox())
-    .map(b => ({width: b.width, height: b.height}));
+  const box2 = b => ({width: b.width, height: b.height});
+  const bars = Array.from(svg.querySelectorAll('rect.bar')).map(r => box2(r.getBBox()));
+  const cells = Array.from(svg.querySelectorAll('rect.cell')).map(r => box2(r.getBBox()));
   return {id: svg.id, cls: svg.getAttribute('class'), width: box.width, height: box.height,
-          marks: marks.length, drawn: drawn.length, lines, bars};
+          marks: marks.length, drawn: drawn.length, lines, bars, cells};
 }))
 """
 
@@ -297,7 +298,8 @@ def problems(page: PageVisit, chart_ids: tuple[str, ...] = ()) -> list[str]:
     """Everything wrong with a visit: not loaded, any network use, any console/log message or
     exception, and any chart (svg.chart) that did not draw: no layout box, a data series whose
     rendered point count differs from its data-points or is 0, a line of no length, bars of no
-    height, or a chart with no drawn mark at all. chart_ids: id prefixes that must be present."""
+    height, heat map cells of no area, or a chart with no drawn mark at all. chart_ids: id
+    prefixes that must be present."""
     found = []
     if not page.loaded:
         found.append("the page's load event never came")
@@ -321,6 +323,8 @@ def problems(page: PageVisit, chart_ids: tuple[str, ...] = ()) -> list[str]:
                 )
         if c["bars"] and not any(b["height"] > 0 and b["width"] > 0 for b in c["bars"]):
             found.append(f"{name}: {len(c['bars'])} bars, none with an area")
-        if not c["lines"] and not c["bars"]:
-            found.append(f"{name}: neither a data series nor bars")
+        if c["cells"] and not all(b["height"] > 0 and b["width"] > 0 for b in c["cells"]):
+            found.append(f"{name}: heat map cells without an area")
+        if not c["lines"] and not c["bars"] and not c["cells"]:
+            found.append(f"{name}: neither a data series, bars nor heat map cells")
     return found
