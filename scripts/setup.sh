@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up everything ProfileMate needs on a fresh machine, idempotently:
-#   system packages (GoogleTest, Google Benchmark), a virtual environment in .venv, pinned build/test
+#   system packages (GoogleTest, Google Benchmark, clang-format, Chromium), a virtual environment in .venv, pinned build/test
 #   tools, PyTorch (CPU), the CPU build of vLLM, this package (C++ core + Python layer), tiny models.
 # A second run checks stamps and reinstalls nothing that did not change (a few seconds).
 set -euo pipefail
@@ -57,6 +57,19 @@ if [[ ! -f /usr/include/gtest/gtest.h || ! -f /usr/include/benchmark/benchmark.h
   apt-get install -y -qq libgtest-dev=1.12.1-0.2 libgmock-dev=1.12.1-0.2 libbenchmark-dev=1.7.1-1 \
     clang-format=1:14.0-55.7~deb12u1 >/dev/null ||
     die "apt-get install of libgtest-dev libgmock-dev libbenchmark-dev clang-format failed."
+fi
+
+# --- Chromium for the report's browser test (tests/e2e/headless.py). Not pinned: Debian serves only its
+# current security build of chromium, so a pinned version would stop installing at the next update;
+# the test uses only the stable DevTools protocol domains (Target, Page, Network, Runtime, Log).
+if ! command -v chromium >/dev/null; then
+  if [[ $(id -u) -ne 0 ]]; then
+    die "chromium (the browser test of report.html runs it headless) is missing: run 'sudo apt-get install chromium' and then this script again."
+  fi
+  say "installing chromium (Debian package) for the report's headless browser test"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null || die "apt-get update failed: the Debian package mirror could not be reached."
+  apt-get install -y -qq chromium >/dev/null || die "apt-get install chromium failed."
 fi
 
 # --- virtual environment and pinned tools

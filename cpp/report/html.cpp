@@ -190,6 +190,57 @@ std::string split_bar(const SlowRequest& s, double scale_s) {
   return h + "</svg>";
 }
 
+// Expert x layer heat map of the tokens routed over the run (moe_expert_activations.csv): one
+// cell per (layer, expert), darker = more tokens (linear, the busiest cell darkest).
+// Ids from kMaxExperts on (no real model has that many; a corrupt file might) are not drawn.
+constexpr std::int64_t kMaxExperts = 4096;
+std::string moe_heat_map(const std::string& id, const MoeActivationsAcc& a) {
+  std::int64_t experts = 0;
+  double top = 0;
+  for (const auto& [layer, l] : a.layers)
+    for (const auto& [e, n] : l.experts)
+      if (e >= 0 && e < kMaxExperts) {
+        experts = std::max(experts, e + 1);
+        top = std::max(top, n);
+      }
+  if (experts == 0 || top <= 0) return "";
+  const double cw = std::clamp((kW - kL - kR) / double(experts), 4.0, 28.0), ch = 16;
+  const double w = kL + cw * double(experts) + kR;
+  const double hgt = kT + ch * double(a.layers.size()) + kB;
+  std::string h = "<svg class=\"chart\" id=\"" + id + "\" width=\"" + num(w, 0) + "\" height=\"" +
+                  num(hgt, 0) + "\" viewBox=\"0 0 " + num(w, 0) + " " + num(hgt, 0) +
+                  "\" xmlns=\"http://www.w3.org/2000/svg\" role=\"img\">";
+  const std::int64_t label_every = std::max<std::int64_t>(1, (experts + 15) / 16);
+  double y = kT;
+  for (const auto& [layer, l] : a.layers) {
+    h += "<text x=\"" + num(kL - 4, 0) + "\" y=\"" + num(y + ch - 4, 1) +
+         "\" font-size=\"10\" text-anchor=\"end\">" + std::to_string(layer) + "</text>";
+    for (const auto& [e, n] : l.experts) {
+      if (e < 0 || e >= kMaxExperts) continue;
+      const int shade = static_cast<int>(std::lround(255 * (1 - n / top)));
+      h += "<rect class=\"cell\" data-layer=\"" + std::to_string(layer) + "\" data-expert=\"" +
+           std::to_string(e) + "\" data-tokens=\"" + num(n, 0) + "\" x=\"" +
+           num(kL + cw * double(e), 1) + "\" y=\"" + num(y, 1) + "\" width=\"" + num(cw, 1) +
+           "\" height=\"" + num(ch, 1) + "\" fill=\"rgb(255," + std::to_string(shade) + "," +
+           std::to_string(shade) + ")\" stroke=\"#eee\"><title>layer " + std::to_string(layer) +
+           ", expert " + std::to_string(e) + ": " + num(n, 0) + " tokens (" +
+           pct(share_pct(n, l.routed)) + ")</title></rect>";
+    }
+    y += ch;
+  }
+  for (std::int64_t e = 0; e < experts; e += label_every)
+    h += "<text x=\"" + num(kL + cw * (double(e) + 0.5), 1) + "\" y=\"" + num(y + 12, 1) +
+         "\" font-size=\"10\" text-anchor=\"middle\">" + std::to_string(e) + "</text>";
+  const std::string mid = num(kT + (y - kT) / 2, 1);
+  h += "<text x=\"" + num(kL + cw * double(experts) / 2, 1) + "\" y=\"" + num(y + 30, 1) +
+       "\" font-size=\"11\" text-anchor=\"middle\">expert</text><text x=\"12\" y=\"" + mid +
+       "\" font-size=\"11\" text-anchor=\"middle\" transform=\"rotate(-90 12 " + mid +
+       ")\">layer</text><text x=\"" + num(kL, 0) +
+       "\" y=\"18\" font-size=\"11\">tokens routed over the run (darkest: " + num(top, 0) +
+       ")</text></svg>\n";
+  return h;
+}
+
 void slow_table(std::string& h, const Run& run, const std::vector<std::uint8_t>& flags,
                 bool by_e2e) {
   std::vector<SlowRequest> rows;
@@ -273,6 +324,16 @@ std::string render_html(const Run& run, const std::string& summary_text) {
           histogram_chart("fwd-" + std::to_string(&p - run.processes.data()), hs);
       if (chart.empty()) continue;
       if (!any) h += "<h2>Forward time (serving forwards, host)</h2>\n";
+      any = true;
+      h += "<h3>" + esc(p.name) + "</h3>\n" + chart;
+    }
+  any = false;
+  for (const Process& p : run.processes)
+    if (const auto* a = p.get<MoeActivationsAcc>("moe_expert_activations")) {
+      const std::string chart =
+          moe_heat_map("moe-" + std::to_string(&p - run.processes.data()), *a);
+      if (chart.empty()) continue;
+      if (!any) h += "<h2>MoE expert load (expert &times; layer)</h2>\n";
       any = true;
       h += "<h3>" + esc(p.name) + "</h3>\n" + chart;
     }

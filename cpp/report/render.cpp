@@ -112,6 +112,32 @@ SlowRequest slow_request(const Process& p, const RequestRow& q,
   return s;
 }
 
+MoeCrunch moe_crunch(const MoeActivationsAcc::Layer* a, const MoeImbalanceAcc::Layer* m) {
+  MoeCrunch c;
+  c.routed = a ? a->routed : m ? m->routed : NAN;
+  c.experts = m ? m->experts : NAN;
+  if (!a) return c;
+  double in_range = 0, top = 0, seen = 0, highest = -1;
+  std::vector<std::pair<double, std::int64_t>> v;
+  for (const auto& [e, n] : a->experts) {
+    if (e < 0) continue;
+    highest = std::max(highest, double(e));
+    in_range += n;
+    top = std::max(top, n);
+    ++seen;
+    v.emplace_back(n, e);
+  }
+  // Without moe_load_imbalance.csv, experts that never got a token are not known.
+  if (!std::isfinite(c.experts) || c.experts < highest + 1) c.experts = std::max(seen, highest + 1);
+  c.run_ratio = in_range > 0 && c.experts > 0 ? top / (in_range / c.experts) : NAN;
+  std::sort(v.begin(), v.end(), [](const auto& x, const auto& y) {
+    return x.first != y.first ? x.first > y.first : x.second < y.second;
+  });
+  for (std::size_t i = 0; i < v.size() && i < MoeCrunch::kHottest; ++i)
+    c.hottest.emplace_back(v[i].second, v[i].first);
+  return c;
+}
+
 namespace {
 
 using json::Layout;
@@ -553,6 +579,64 @@ void encoder_section(const Run& run, Out& o) {
   });
 }
 
+void moe_section(const Run& run, Out& o) {
+  section(o, "moe", "MoE expert load (per layer)", [&] {
+    for (const Process& p : run.processes) {
+      const auto* act = p.get<MoeActivationsAcc>("moe_expert_activations");
+      const auto* imb = p.get<MoeImbalanceAcc>("moe_load_imbalance");
+      if (!act && !imb) continue;
+      std::vector<std::int64_t> layers;
+      if (act)
+        for (const auto& [l, _] : act->layers) layers.push_back(l);
+      if (imb)
+        for (const auto& [l, _] : imb->layers) layers.push_back(l);
+      std::sort(layers.begin(), layers.end());
+      layers.erase(std::unique(layers.begin(), layers.end()), layers.end());
+      for (const std::int64_t layer : layers) {
+        const MoeActivationsAcc::Layer* a = nullptr;
+        const MoeImbalanceAcc::Layer* m = nullptr;
+        if (act)
+          if (auto it = act->layers.find(layer); it != act->layers.end()) a = &it->second;
+        if (imb)
+          if (auto it = imb->layers.find(layer); it != imb->layers.end()) m = &it->second;
+        const MoeCrunch c = moe_crunch(a, m);
+        o.begin_entry(p, m ? m->intervals : a->rows);
+        o.k("layer", double(layer));
+        o.k("intervals", m ? double(m->intervals) : NAN);
+        o.k("routed_tokens", c.routed);
+        o.k("experts", c.experts);
+        o.k("max_mean_ratio_worst", m ? m->worst_ratio : NAN);
+        o.k("max_mean_ratio_mean", m && m->ratio_n ? m->ratio_sum / double(m->ratio_n) : NAN);
+        o.k("run_max_mean_ratio", c.run_ratio);
+        o.k("max_idle_experts", m ? m->max_idle : NAN);
+        o.w.key("hottest");
+        o.w.begin_array(Layout::kInline);
+        std::string hot;
+        for (const auto& [e, n] : c.hottest) {
+          o.w.begin_object(Layout::kInline);
+          o.k("expert_id", double(e));
+          o.k("tokens", n);
+          o.k("share_pct", share_pct(n, c.routed));
+          o.w.end_object();
+          hot += (hot.empty() ? "" : ", ") + std::to_string(e) + " " + num(n, 0) + " (" +
+                 pct(share_pct(n, c.routed)) + ")";
+        }
+        o.w.end_array();
+        o.end_entry();
+        std::string line = p.name + ": layer " + std::to_string(layer) + ": " + num(c.routed, 0) +
+                           " routed tokens over " + num(c.experts, 0) + " experts";
+        if (m)
+          line += ", max/mean per interval worst " + num(m->worst_ratio, 2) + ", mean " +
+                  num(m->ratio_n ? m->ratio_sum / double(m->ratio_n) : NAN, 2) + " (" +
+                  std::to_string(m->intervals) + " intervals)";
+        if (a) line += ", over the run " + num(c.run_ratio, 2) + "; hottest " + hot;
+        line += source(p, a ? "moe_expert_activations" : "moe_load_imbalance");
+        o.line(line);
+      }
+    }
+  });
+}
+
 void slow_list(Out& o, const char* key, const char* title, const Run& run,
                const std::vector<std::uint8_t>& flags, bool by_e2e) {
   o.w.key(key);
@@ -691,6 +775,7 @@ Rendered render(const Run& run) {
   forward_section(run, o);
   cpu_section(run, o);
   encoder_section(run, o);
+  moe_section(run, o);
   const std::vector<std::uint8_t> flags = merged_step_flags(run);
   o.w.key("slow_requests");
   o.w.begin_object(Layout::kBlock);

@@ -38,4 +38,14 @@ std::vector<std::uint8_t> merged_step_flags(const Run& run);
 SlowRequest slow_request(const Process& p, const RequestRow& q,
                          const std::vector<std::uint8_t>& flags);
 
+// One MoE layer over the run: routed (token, expert) assignments, experts E (from
+// moe_load_imbalance.csv; else the experts that got tokens), the run's max/mean expert load and
+// the hottest experts (id, tokens), busiest first.
+struct MoeCrunch {
+  static constexpr std::size_t kHottest = 3;
+  double routed = NAN, experts = NAN, run_ratio = NAN;
+  std::vector<std::pair<std::int64_t, double>> hottest;
+};
+MoeCrunch moe_crunch(const MoeActivationsAcc::Layer* a, const MoeImbalanceAcc::Layer* m);
+
 }  // namespace profilemate::report

@@ -292,6 +292,40 @@ void EncoderAcc::row(const Row& r) {
   it->second.tokens += or0(r.num(kTokens));
 }
 
+void MoeActivationsAcc::row(const Row& r) {
+  const std::int64_t layer = r.id(kLayer);
+  const double n = r.num(kCount);
+  if (layer < 0 || !std::isfinite(n) || n < 0) return;
+  Layer& l = layers[layer];
+  ++l.rows;
+  l.routed += n;
+  const std::int64_t e = r.id(kExpert);
+  l.experts[e < 0 ? -1 : e] += n;
+}
+
+void MoeImbalanceAcc::row(const Row& r) {
+  const std::int64_t layer = r.id(kLayer);
+  if (layer < 0) return;
+  Layer& l = layers[layer];
+  ++l.intervals;
+  const double routed = or0(r.num(kRouted)), mean = r.num(kMeanCount), ratio = r.num(kRatio);
+  l.routed += routed;
+  // routed_tokens also counts ids outside 0 ... E-1, mean_count does not: routed / mean >= E,
+  // equal in every interval without such ids.
+  if (mean > 0 && routed > 0) {
+    const double e = std::round(routed / mean);
+    l.experts = std::isfinite(l.experts) ? std::min(l.experts, e) : e;
+  }
+  if (std::isfinite(ratio)) {
+    ++l.ratio_n;
+    l.ratio_sum += ratio;
+    l.worst_ratio = std::isfinite(l.worst_ratio) ? std::max(l.worst_ratio, ratio) : ratio;
+  }
+  const double idle = r.num(kIdle);
+  if (std::isfinite(idle))
+    l.max_idle = std::isfinite(l.max_idle) ? std::max(l.max_idle, idle) : idle;
+}
+
 namespace {
 template <class T>
 std::unique_ptr<TableAcc> make() {
@@ -314,6 +348,8 @@ const TableSpec kSpecs[] = {
     spec<GraphCapturesAcc>("cuda_graph_captures"),
     spec<GraphUsageAcc>("cuda_graph_usage"),
     spec<EncoderAcc>("encoder_decoder_timing"),
+    spec<MoeActivationsAcc>("moe_expert_activations"),
+    spec<MoeImbalanceAcc>("moe_load_imbalance"),
 };
 }  // namespace
 

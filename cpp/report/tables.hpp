@@ -307,4 +307,36 @@ struct EncoderAcc : TableAcc {
   void row(const Row& r) override;
 };
 
+// moe_expert_activations.csv: tokens per (MoE layer, expert) summed over the run's intervals
+// (memory: layers x experts).
+struct MoeActivationsAcc : TableAcc {
+  enum { kLayer, kExpert, kCount };
+  static constexpr Column kColumns[] = {
+      {"layer_idx", true}, {"expert_id", true}, {"activation_count", true}};
+  struct Layer {
+    std::map<std::int64_t, double> experts;  // expert id (-1: ids out of range) -> tokens
+    double routed = 0;                       // every (token, expert) assignment, -1 included
+    std::uint64_t rows = 0;
+  };
+  std::map<std::int64_t, Layer> layers;
+  void row(const Row& r) override;
+};
+
+// moe_load_imbalance.csv: per MoE layer, over its intervals.
+struct MoeImbalanceAcc : TableAcc {
+  enum { kLayer, kRouted, kMeanCount, kRatio, kIdle };
+  static constexpr Column kColumns[] = {{"layer_idx", true},
+                                        {"routed_tokens", true},
+                                        {"mean_count", true},
+                                        {"max_mean_ratio", true},
+                                        {"idle_experts", false}};
+  struct Layer {
+    std::uint64_t intervals = 0, ratio_n = 0;
+    double routed = 0, experts = NAN;  // E: the least routed_tokens / mean_count
+    double worst_ratio = NAN, ratio_sum = 0, max_idle = NAN;
+  };
+  std::map<std::int64_t, Layer> layers;
+  void row(const Row& r) override;
+};
+
 }  // namespace profilemate::report

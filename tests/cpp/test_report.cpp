@@ -511,10 +511,15 @@ TEST(Report, MergedTraceIsOneStrictJsonArrayOnOneClock) {
 // fixture session is corrupted at random (bytes flipped, quotes, commas, newlines and NULs
 // inserted, cut short, lines duplicated) and the whole report is run on it. It must never crash
 // (the sanitizer builds run it too) and summary.json must always be valid JSON.
+namespace {
+void write_moe(const fs::path& worker);
+}  // namespace
+
 TEST(ReportFuzz, RandomlyCorruptedTablesNeverCrashAndTheJsonStaysValid) {
   pmtest::TempDir tmp;
   const fs::path session = fs::path(tmp.path()) / "s";
   write_fixture(session);
+  write_moe(session / "worker-0-101");
   std::vector<std::pair<fs::path, std::string>> originals;
   for (const auto& d : fs::recursive_directory_iterator(session))
     if (d.path().extension() == ".csv")
@@ -555,4 +560,93 @@ TEST(ReportFuzz, RandomlyCorruptedTablesNeverCrashAndTheJsonStaysValid) {
     ASSERT_EQ(utf8_clean(json), json) << "iteration " << iter;
     ASSERT_EQ(utf8_clean(res.summary_text), res.summary_text) << "iteration " << iter;
   }
+}
+
+namespace {
+// A MoE worker's two tables: 2 intervals, layers 1 and 3 of 4 experts; in the second interval
+// layer 3 routed 2 assignments to ids out of range (-1).
+void write_moe(const fs::path& worker) {
+  write(worker / "moe_expert_activations.csv",
+        "timestamp_sec,step_id,step_first,layer_idx,expert_id,activation_count,percentage\n"
+        "1.0,16,1,1,0,6,75\n1.0,16,1,1,2,2,25\n"
+        "1.0,16,1,3,1,4,50\n1.0,16,1,3,3,4,50\n"
+        "2.0,20,17,1,0,2,25\n2.0,20,17,1,1,2,25\n2.0,20,17,1,2,2,25\n2.0,20,17,1,3,2,25\n"
+        "2.0,20,17,3,1,6,75\n2.0,20,17,3,-1,2,25\n");
+  write(worker / "moe_load_imbalance.csv",
+        "timestamp_sec,step_id,step_first,layer_idx,routed_tokens,max_count,mean_count,"
+        "max_mean_ratio,std_dev,max_min_ratio,hottest_expert,idle_experts\n"
+        "1.0,16,1,1,8,6,2,3,2.4,,0,2\n"
+        "1.0,16,1,3,8,4,2,2,2,,1,2\n"
+        "2.0,20,17,1,8,2,2,1,0,1,0,0\n"
+        "2.0,20,17,3,8,6,1.5,4,2.6,,1,3\n");
+}
+}  // namespace
+
+TEST(Report, MoeLoadPerLayerHottestExpertsAndHeatMap) {
+  pmtest::TempDir tmp;
+  const fs::path session = fs::path(tmp.path()) / "s";
+  write_fixture(session);
+  write_moe(session / "worker-0-101");
+  const ReportRun run = load_run({session.string()});
+  EXPECT_TRUE(run.warnings.empty()) << run.warnings.front();
+  const Process& wk = run.processes[1];
+  const auto* a = wk.get<MoeActivationsAcc>("moe_expert_activations");
+  const auto* m = wk.get<MoeImbalanceAcc>("moe_load_imbalance");
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(m, nullptr);
+  ASSERT_EQ(a->layers.size(), 2u);
+  EXPECT_EQ(a->layers.at(1).experts.at(0), 8);
+  EXPECT_EQ(a->layers.at(3).experts.at(-1), 2);
+  EXPECT_EQ(m->layers.at(1).intervals, 2u);
+  EXPECT_EQ(m->layers.at(1).worst_ratio, 3);
+  EXPECT_EQ(m->layers.at(3).worst_ratio, 4);
+  EXPECT_EQ(m->layers.at(3).experts, 4);  // not 8 / 1.5: the -1 assignments are not in the mean
+  // layer 1: experts 0..3 got 8, 2, 4, 2 of 16: max/mean 8 / 4
+  const MoeCrunch c1 = moe_crunch(&a->layers.at(1), &m->layers.at(1));
+  EXPECT_EQ(c1.routed, 16);
+  EXPECT_EQ(c1.experts, 4);
+  EXPECT_DOUBLE_EQ(c1.run_ratio, 2.0);
+  ASSERT_EQ(c1.hottest.size(), 3u);
+  EXPECT_EQ(c1.hottest[0], (std::pair<std::int64_t, double>{0, 8}));
+  EXPECT_EQ(c1.hottest[1], (std::pair<std::int64_t, double>{2, 4}));
+  EXPECT_EQ(c1.hottest[2], (std::pair<std::int64_t, double>{1, 2}));  // tie with 3: lower id
+  // layer 3: experts 1 and 3 got 10 and 4 of the 14 in range: max/mean 10 / 3.5
+  const MoeCrunch c3 = moe_crunch(&a->layers.at(3), &m->layers.at(3));
+  EXPECT_DOUBLE_EQ(c3.run_ratio, 10 / 3.5);
+  // without moe_load_imbalance.csv the experts are the ids seen (layer 3: up to id 3)
+  EXPECT_EQ(moe_crunch(&a->layers.at(3), nullptr).experts, 4);
+
+  const profilemate::ReportResult res = profilemate::write_report({session.string()}, "");
+  const std::string text = res.summary_text;
+  for (const char* part :
+       {"MoE expert load (per layer)",
+        "worker-0-101: layer 1: 16 routed tokens over 4 experts, max/mean per interval worst "
+        "3.00, mean 2.00 (2 intervals), over the run 2.00; hottest 0 8 (50.0%), 2 4 (25.0%), "
+        "1 2 (12.5%)   [worker-0-101: moe_expert_activations.csv, 10 rows]",
+        "worker-0-101: layer 3: 16 routed tokens over 4 experts, max/mean per interval worst "
+        "4.00, mean 3.00 (2 intervals), over the run 2.86; hottest 1 10 (62.5%), 3 4 (25.0%)"})
+    EXPECT_NE(text.find(part), std::string::npos) << part << "\n" << text;
+  const std::string json = pmtest::read_file(res.out_dir + "/summary.json");
+  EXPECT_TRUE(pmtest::JsonChecker(json).valid()) << json;
+  for (const char* part :
+       {"\"process\": \"worker-0-101\", \"events\": 2, \"layer\": 1, \"intervals\": 2, "
+        "\"routed_tokens\": 16, \"experts\": 4, \"max_mean_ratio_worst\": 3, "
+        "\"max_mean_ratio_mean\": 2, \"run_max_mean_ratio\": 2, \"max_idle_experts\": 2, "
+        "\"hottest\": [{\"expert_id\": 0, \"tokens\": 8, \"share_pct\": 50}, "})
+    EXPECT_NE(json.find(part), std::string::npos) << part << "\n" << json;
+  const std::string html = pmtest::read_file(res.out_dir + "/report.html");
+  EXPECT_NE(html.find("<svg class=\"chart\" id=\"moe-1\""), std::string::npos);
+  // one cell per (layer, expert) that got tokens: 4 in layer 1, 2 in layer 3 (-1 is not a column)
+  std::size_t cells = 0;
+  for (std::size_t at = html.find("<rect class=\"cell\""); at != std::string::npos;
+       at = html.find("<rect class=\"cell\"", at + 1))
+    ++cells;
+  EXPECT_EQ(cells, 6u);
+  EXPECT_NE(html.find("<rect class=\"cell\" data-layer=\"3\" data-expert=\"1\" data-tokens=\"10\""),
+            std::string::npos);
+  // the busiest cell is the darkest
+  EXPECT_NE(html.find("data-expert=\"1\" data-tokens=\"10\" x=\"84.0\" y=\"44.0\" width=\"28.0\" "
+                      "height=\"16.0\" fill=\"rgb(255,0,0)\""),
+            std::string::npos)
+      << html;
 }

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from .workloads import DENSE, PREEMPT
+from . import headless
+from .workloads import DENSE, MOE, PREEMPT
 
 pytestmark = pytest.mark.vllm
 
@@ -199,3 +200,65 @@ def test_report_of_the_dense_run_and_its_html_is_self_contained(vllm_run, tmp_pa
     assert all(t.count("<tr>") == 11 for t in tables.values())  # a header and 10 requests
     for s in summary["slow_requests"]["by_e2e"]:
         assert f"<td>{s['request_id']}</td>" in tables["e2e"]
+
+
+def test_report_html_of_a_real_run_in_headless_chromium(vllm_run, tmp_path):
+    """report.html of the profiled dense run in real headless Chromium: no network request of any
+    kind (DevTools and a proxy both watch), no console message, and every chart drew its data."""
+    run = vllm_run(*DENSE, profile=True)
+    _report(run.session_dir, tmp_path / "report")
+    html = tmp_path / "report" / "report.html"
+    visit = headless.visit(html)
+    assert headless.problems(visit, chart_ids=("kv-", "batch-", "fwd-")) == []
+    # what drew is what the HTML declares: 3 data series (KV usage, running requests, scheduled
+    # tokens) and every forward-time bar, each with a rendered area
+    charts = [c for c in visit.charts if c["cls"] == "chart"]
+    lines = [line for c in charts for line in c["lines"]]
+    declared = [int(n) for n in re.findall(r'class="series" data-points="(\d+)"', html.read_text())]
+    assert [line["points"] for line in lines] == declared and len(declared) == 3
+    bars = [b for c in charts for b in c["bars"]]
+    assert len(bars) == html.read_text().count('<rect class="bar"') > 0
+    assert all(b["width"] > 0 for b in bars) and any(b["height"] > 0 for b in bars)
+
+
+def test_report_of_the_moe_run_per_layer_and_its_heat_map_in_chromium(vllm_run, tmp_path):
+    """The MoE run: per layer, the report's routed tokens and hottest experts are the sums of
+    moe_expert_activations.csv, its worst interval is moe_load_imbalance.csv's, and the expert x
+    layer heat map draws one cell per (layer, expert) that got tokens, in real headless Chromium."""
+    run = vllm_run(*MOE, profile=True)
+    summary, _ = _report(run.session_dir, tmp_path / "report")
+    assert summary["warnings"] == []
+    (worker,) = run.process_dirs("worker-")
+    acts = _csv(worker / "moe_expert_activations.csv")
+    imb = _csv(worker / "moe_load_imbalance.csv")
+    totals: dict[int, Counter] = {}
+    for r in acts:
+        totals.setdefault(int(r["layer_idx"]), Counter())[int(r["expert_id"])] += int(
+            r["activation_count"]
+        )
+    entries = {e["layer"]: e for e in summary["moe"] if e["process"] == worker.name}
+    assert set(entries) == set(totals) and len(totals) > 0
+    for layer, by_expert in totals.items():
+        e = entries[layer]
+        rows = [r for r in imb if int(r["layer_idx"]) == layer]
+        assert e["events"] == e["intervals"] == len(rows)
+        assert e["routed_tokens"] == sum(by_expert.values())
+        assert e["max_mean_ratio_worst"] == max(float(r["max_mean_ratio"]) for r in rows)
+        top = sorted(by_expert.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
+        assert [(h["expert_id"], h["tokens"]) for h in e["hottest"]] == top
+        busiest = max(n for x, n in by_expert.items() if x >= 0)
+        in_range = sum(n for x, n in by_expert.items() if x >= 0)
+        assert e["run_max_mean_ratio"] == pytest.approx(busiest / (in_range / e["experts"]))
+
+    html = tmp_path / "report" / "report.html"
+    cells = re.findall(
+        r'<rect class="cell" data-layer="(\d+)" data-expert="(\d+)" data-tokens="(\d+)"',
+        html.read_text(),
+    )
+    assert sorted((int(a), int(b), int(c)) for a, b, c in cells) == sorted(
+        (layer, x, n) for layer, c in totals.items() for x, n in c.items() if x >= 0
+    )
+    visit = headless.visit(html)
+    assert headless.problems(visit, chart_ids=("kv-", "batch-", "fwd-", "moe-")) == []
+    (heat,) = [c for c in visit.charts if c["id"].startswith("moe-")]
+    assert len(heat["cells"]) == len(cells)
