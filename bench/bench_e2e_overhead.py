@@ -101,6 +101,18 @@ def _child(args: argparse.Namespace) -> int:
     model, compiled, kv_mb, n_prompts, prompt_len, out_len, max_seqs = CONFIGS[args.config]
     if args.num_prompts:
         n_prompts = args.num_prompts
+    tmp = tempfile.mkdtemp(prefix="pm-bench-e2e-")
+    wd = ModuleWatchdog()
+    wd.install()
+    _core.start(tmp, "bench")
+    from profilemate.activation.session import vllm_version
+
+    version = vllm_version() or ""
+    fixed_reg = None
+    if args.fixed == "with":  # as under `profilemate run`: every probe before vLLM builds anything
+        fixed_reg = Registry(probes.targets_for(config.categories()), CoreRecorder(_core),
+                             watchdog=wd, vllm_version=version)  # fmt: skip
+        fixed_reg.activate()
     llm = LLM(
         model=str(ensure_model(model)),
         enforce_eager=not compiled,
@@ -130,19 +142,33 @@ def _child(args: argparse.Namespace) -> int:
                 return int(getattr(m, "value", 0))
         return 0
 
+    if args.fixed:  # one engine for one side of a pair: warm up, then the timed runs
+        try:
+            for _ in range(args.warmup):
+                run()
+            rates = []
+            for _ in range(args.pairs):
+                dt, toks = run()
+                rates.append(toks / dt)
+            stats = _core.stats()
+            applied = [r for r in fixed_reg.status() if r["state"] == APPLIED] if fixed_reg else []
+        finally:
+            _core.stop()
+            wd.uninstall()
+            shutil.rmtree(tmp, ignore_errors=True)
+        Path(args.out).write_text(
+            json.dumps({"tok_s": rates, "rows": stats["recorded"], "applied": len(applied)})
+        )
+        return 0
+
     all_cats = config.categories()
     sets = [("all", all_cats)]
     if args.per_category:
-        sets += [(c, [c]) for c in all_cats]
-    tmp = tempfile.mkdtemp(prefix="pm-bench-e2e-")
-    wd = ModuleWatchdog()
-    wd.install()
+        # moe counts from a capture function attached when the model loads: switching it on in a
+        # running engine measures nothing; its cost is in the MoE configurations' process pairs.
+        sets += [(c, [c]) for c in all_cats if c != "moe"]
     out: dict = {"config": args.config, "sets": []}
     try:
-        _core.start(tmp, "bench")
-        from profilemate.activation.session import vllm_version
-
-        version = vllm_version() or ""
         for _ in range(args.warmup):
             run()
         p0 = preemptions()
@@ -208,15 +234,52 @@ def offline(args: argparse.Namespace, work: Path) -> list[dict]:
         if name not in CONFIGS:
             raise SystemExit(f"unknown configuration {name!r}; known: {', '.join(CONFIGS)}")
         out = work / f"offline-{name}.json"
-        cmd = [sys.executable, __file__, "_child", "--config", name, "--pairs", str(args.pairs),
-               "--warmup", str(args.warmup), "--out", str(out)]  # fmt: skip
+        base = [sys.executable, __file__, "_child", "--config", name, "--warmup", str(args.warmup)]
         if args.num_prompts:
-            cmd += ["--num-prompts", str(args.num_prompts)]
+            base += ["--num-prompts", str(args.num_prompts)]
+        if name in args.process_configs.split(","):
+            results.append(_process_pairs(args, work, name, base))
+            continue
+        cmd = [*base, "--pairs", str(args.pairs), "--out", str(out)]
         if args.per_category and name in args.per_category_configs.split(","):
             cmd.append("--per-category")
         subprocess.run(cmd, env=_clean_env(), check=True)
         results.append(json.loads(out.read_text()))
     return results
+
+
+def _process_pairs(args: argparse.Namespace, work: Path, name: str, base: list[str]) -> dict:
+    """Pairs of fresh engines, one per side: needed where a probe attaches when the model loads
+    (MoE's counter goes into the compiled graph), so it cannot be switched on in a running engine.
+    "with" activates every probe before vLLM starts, as ``profilemate run`` does."""
+    pairs = []
+    for i in range(args.process_pairs):
+        got = {}
+        for variant in ("without", "with") if i % 2 == 0 else ("with", "without"):
+            out = work / f"proc-{name}-{i}-{variant}.json"
+            cmd = [*base, "--pairs", "1", "--fixed", variant, "--out", str(out)]
+            subprocess.run(cmd, env=_clean_env(), check=True)
+            res = json.loads(out.read_text())
+            got[variant] = res["tok_s"][0]
+            if variant == "with":
+                rows, applied = res["rows"], res["applied"]
+        pairs.append(
+            {
+                "without_tok_s": round(got["without"], 2),
+                "with_tok_s": round(got["with"], 2),
+                "ratio": round(got["with"] / got["without"], 4),
+                "rows_recorded": rows,
+            }
+        )
+    s = {
+        "categories": "all (a fresh engine per run)",
+        "targets_applied": applied,
+        "pairs": pairs,
+        "ratio": _summary([p["ratio"] for p in pairs]),
+    }
+    print(_format_set(name, s), flush=True)
+    return {"config": name, "sets": [s], "rows_recorded": rows, "rows_dropped": 0,
+            "vllm_preemptions": 0}  # fmt: skip
 
 
 # ---------------------------------------------------------------- served
@@ -425,7 +488,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help="also one pair set per category, on the --per-category-configs",
     )
-    ap.add_argument("--per-category-configs", default="dense-eager,moe-eager")
+    ap.add_argument("--per-category-configs", default="dense-eager")
+    ap.add_argument(
+        "--process-configs",
+        default="moe-eager,moe-compiled",
+        help="configurations measured as pairs of fresh engines (probes attached at model load)",
+    )
+    ap.add_argument("--process-pairs", type=int, default=5)
     ap.add_argument("--served-pairs", type=int, default=3)
     ap.add_argument("--served-requests", type=int, default=64)
     ap.add_argument("--served-concurrency", type=int, default=16)
@@ -457,12 +526,14 @@ def main(argv: list[str] | None = None) -> int:
         ap.add_argument("--num-prompts", type=int, default=0)
         ap.add_argument("--per-category", action="store_true")
         ap.add_argument("--out", required=True)
+        ap.add_argument("--fixed", choices=("with", "without"), default=None)
         return _child(ap.parse_args(argv[1:]))
     args = build_parser().parse_args(argv)
     global _THREADS
     _THREADS = args.threads
     if args.quick:
         args.configs, args.pairs, args.per_category, args.num_prompts = "dense-eager", 1, False, 16
+        args.process_pairs = 1
         args.served_pairs, args.served_requests, args.served_concurrency = 1, 8, 4
         args.served_output_len = 16
     result: dict = {"environment": _environment()}
