@@ -331,6 +331,7 @@ def _serve_once(args: argparse.Namespace, work: Path, profiled: bool, tag: str) 
                   "--random-output-len", str(args.served_output_len), "--ignore-eos",
                   "--num-prompts", str(args.served_requests),
                   "--max-concurrency", str(args.served_concurrency), "--seed", "0",
+                  "--num-warmups", str(args.served_concurrency),
                   "--save-result", "--result-dir", str(result_dir),
                   "--result-filename", "result.json",
                   "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,99",
