@@ -339,14 +339,10 @@ std::string render_html(const Run& run, const std::string& summary_text) {
     }
   any = false;
   for (const Process& p : run.processes) {
-    const auto* cap = p.get<GraphCapturesAcc>("cuda_graph_captures");
-    const auto* use = p.get<GraphUsageAcc>("cuda_graph_usage");
-    if (!cap && !use) continue;
-    std::map<Descriptor, DescriptorStat> all;
-    if (cap)
-      for (const auto& [d, s] : cap->desc) all[d] = s;
-    if (use)
-      for (const auto& [d, s] : use->desc) all[d].replays += s.replays;
+    if (!p.get<GraphCapturesAcc>("cuda_graph_captures") &&
+        !p.get<GraphUsageAcc>("cuda_graph_usage"))
+      continue;
+    const std::map<Descriptor, DescriptorStat> all = graph_descriptors(p);
     if (!any) h += "<h2>CUDA graph descriptors</h2>\n";
     any = true;
     h += "<h3>" + esc(p.name) +

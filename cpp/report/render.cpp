@@ -66,6 +66,15 @@ std::string utf8_clean(std::string_view s) {
   return r;
 }
 
+std::map<Descriptor, DescriptorStat> graph_descriptors(const Process& p) {
+  std::map<Descriptor, DescriptorStat> all;
+  if (const auto* cap = p.get<GraphCapturesAcc>("cuda_graph_captures"))
+    for (const auto& [d, s] : cap->desc) all[d] = s;
+  if (const auto* use = p.get<GraphUsageAcc>("cuda_graph_usage"))
+    for (const auto& [d, s] : use->desc) all[d].replays += s.replays;
+  return all;
+}
+
 std::vector<std::uint8_t> merged_step_flags(const Run& run) {
   std::vector<std::uint8_t> flags;
   for (const Process& p : run.processes)
@@ -321,14 +330,9 @@ void graphs_section(const Run& run, Out& o) {
   });
   section(o, "graph_descriptors", "CUDA graph descriptors", [&] {
     for (const Process& p : run.processes) {
-      const auto* cap = p.get<GraphCapturesAcc>("cuda_graph_captures");
-      const auto* use = p.get<GraphUsageAcc>("cuda_graph_usage");
-      if (!cap && !use) continue;
-      std::map<Descriptor, DescriptorStat> all;
-      if (cap)
-        for (const auto& [d, s] : cap->desc) all[d] = s;
-      if (use)
-        for (const auto& [d, s] : use->desc) all[d].replays += s.replays;
+      const bool cap = p.get<GraphCapturesAcc>("cuda_graph_captures") != nullptr;
+      if (!cap && !p.get<GraphUsageAcc>("cuda_graph_usage")) continue;
+      const std::map<Descriptor, DescriptorStat> all = graph_descriptors(p);
       std::uint64_t captures = 0, replays = 0;
       for (const auto& [d, s] : all) {
         o.begin_entry(p, s.captures + s.replays);

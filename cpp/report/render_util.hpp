@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,10 @@ struct SlowRequest {
   double prefill() const { return row->first_token - row->first_scheduled; }
   double decode() const { return row->finish - row->first_token; }
 };
+
+// Every CUDA-graph descriptor a process captured or replayed: captures (cuda_graph_captures) and
+// replays (cuda_graph_usage) merged. Empty when it wrote neither table.
+std::map<Descriptor, DescriptorStat> graph_descriptors(const Process& p);
 
 // Per step: 1 = some worker ran a forward of it eagerly, 2 = some from a graph
 // (cuda_graph_timeline).
