@@ -129,18 +129,23 @@ def test_compiled_fullgraph_counts_every_call():
     assert moe_count.split(buf, E)[0].sum(dim=1).tolist() == [(4 + 9 + 1 + 33) * K] * 2
 
 
+def _tables(rec, moe):
+    """What emit_rows writes with: the category's three tables and its operation name."""
+    return (
+        rec.table(moe.ACTIVATIONS),
+        rec.table(moe.IMBALANCE),
+        rec.table(moe.COSELECTION),
+        rec.intern("moe"),
+    )
+
+
 def test_rows_through_the_core(tmp_path):
     """emit_rows on a real core session: increments, percentages, imbalance, pairs (+ the cap)."""
     moe = load_category("moe")
     d = _core.start(str(tmp_path / "s"), "moe", flush_interval_ms=20)
     try:
         rec = CoreRecorder(_core)
-        tables = (
-            rec.table(moe.ACTIVATIONS),
-            rec.table(moe.IMBALANCE),
-            rec.table(moe.COSELECTION),
-            rec.intern("moe"),
-        )
+        tables = _tables(rec, moe)
         dc = np.zeros((2, E + 1), dtype=np.int64)
         dc[0, :E] = [10, 0, 5, 5, 0, 0, 0, 0]
         dc[0, E] = 2
@@ -179,12 +184,7 @@ def test_pair_rows_are_capped_and_the_rest_summed(tmp_path):
     d = _core.start(str(tmp_path / "s"), "moe", flush_interval_ms=20)
     try:
         rec = CoreRecorder(_core)
-        tables = (
-            rec.table(moe.ACTIVATIONS),
-            rec.table(moe.IMBALANCE),
-            rec.table(moe.COSELECTION),
-            rec.intern("moe"),
-        )
+        tables = _tables(rec, moe)
         dc = np.ones((1, big + 1), dtype=np.int64)
         dp = np.zeros((1, (big + 1) ** 2), dtype=np.int64)
         slots = [a * (big + 1) + b for a in range(big) for b in range(a + 1, big)]
